@@ -1,0 +1,1 @@
+"""The ``colliderlab`` command: thin subcommands over the public API."""

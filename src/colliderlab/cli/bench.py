@@ -1,0 +1,17 @@
+"""``colliderlab bench ...``: benchmarks printed as JSON on stdout."""
+
+from __future__ import annotations
+
+import json
+
+
+def run_generate(args) -> int:
+    from colliderlab.bench.generate import bench_generate
+    from colliderlab.core.errors import ConfigError
+
+    if args.events <= 0:
+        raise ConfigError(f"--events must be positive; got {args.events}.")
+    result = bench_generate(args.process, args.events, args.chunk_size, args.pileup,
+                            scaling=not args.skip_scaling)
+    print(json.dumps(result, indent=2))
+    return 0

@@ -1,0 +1,1 @@
+"""The small core every stage stands on: errors, registries, units, seeds, files."""
