@@ -177,8 +177,8 @@ def dask_client(workers: int | None = None, scheduler: str | None = None) -> Ite
 
 
 def generate(config: GenerationConfig, output: str | os.PathLike[str], *, workers: int | None = None,
-             scheduler: str | None = None, overwrite: bool = False, repair: bool = False,
-             progress: bool | None = None,
+             scheduler: str | None = None, client: Any = None, overwrite: bool = False,
+             repair: bool = False, progress: bool | None = None,
              on_chunk: Callable[[dict[str, Any]], None] | None = None) -> Dataset:
     """Generate (or finish generating) the dataset ``config`` in ``output``.
 
@@ -186,6 +186,7 @@ def generate(config: GenerationConfig, output: str | os.PathLike[str], *, worker
     ----------
     workers : local Dask workers (default: one per core); ignored with ``scheduler``.
     scheduler : address of an existing Dask scheduler (``tcp://host:8786``).
+    client : an existing ``distributed.Client`` to use (it is left open).
     overwrite : replace another dataset found in ``output``.
     repair : regenerate chunks whose files are corrupted instead of failing.
     progress : show a progress bar on stderr (``None``: only when stderr is a terminal).
@@ -226,7 +227,8 @@ def generate(config: GenerationConfig, output: str | os.PathLike[str], *, worker
     bar.set_postfix_str(f"chunks {len(done)}/{config.n_chunks}")
     try:
         if todo:
-            with dask_client(workers, scheduler) as client:
+            with (contextlib.nullcontext(client) if client is not None
+                  else dask_client(workers, scheduler)) as client:
                 from distributed import as_completed
 
                 futures = [
