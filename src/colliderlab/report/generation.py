@@ -65,9 +65,7 @@ def dilepton_mass(events: ak.Array, pt_min: float = 20.0, eta_max: float = 2.5) 
     a, b = ak.unzip(pairs)
     ok = (a.pid == -b.pid)
     good = pairs[ok]
-    first = ak.firsts(good)
-    has = ~ak.is_none(first)
-    first = first[has]
+    first = ak.drop_none(ak.firsts(good))
     return ak.to_numpy((first["0"] + first["1"]).mass)
 
 
@@ -127,7 +125,7 @@ def plot_demo(samples: Mapping[str, ak.Array], path: str | Path) -> Path:
         axes[1].legend(fontsize=16)
     for name, ev in samples.items():
         n = ak.to_numpy(ak.sum(ev.particles.charge != 0, axis=1))
-        axes[2].hist(n, bins=np.linspace(0, 1200, 61), histtype="step", lw=2, density=True, label=name)
+        axes[2].hist(n, bins=np.linspace(0, 700, 71), histtype="step", lw=2, density=True, label=name)
     axes[2].set_xlabel("charged final-state particles")
     axes[2].set_ylabel("a.u.")
     axes[2].legend(fontsize=16)
