@@ -20,6 +20,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	MPLBACKEND=Agg $(BIN)/python -m pytest -q
 
+lint: $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/ruff check src tests
+
 bench: $(STAMP)
 	$(BIN)/colliderlab bench generate --process ttbar --events 400 --json
 

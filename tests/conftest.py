@@ -30,5 +30,6 @@ def zmumu_dataset(tmp_path_factory, zmumu_config):
     """A small Z -> mumu dataset generated once through Dask with 2 workers."""
     from colliderlab.generate import generate
 
-    return generate(zmumu_config, tmp_path_factory.mktemp("data") / "zmumu", workers=2,
-                    progress=False)
+    return generate(
+        zmumu_config, tmp_path_factory.mktemp("data") / "zmumu", workers=2, progress=False
+    )

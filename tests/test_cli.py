@@ -20,14 +20,24 @@ def run_cli(capsys, *argv):
 
 def test_version_is_fast_and_imports_nothing_heavy():
     t0 = time.perf_counter()
-    res = subprocess.run([sys.executable, "-m", "colliderlab.cli.main", "--version"],
-                         capture_output=True, text=True, check=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "colliderlab.cli.main", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert res.stdout.startswith("colliderlab ")
     assert time.perf_counter() - t0 < 5  # generous for a loaded CI machine; ~0.1 s normally
-    probe = ("import sys, colliderlab.cli.main; "
-             "print(any(m in sys.modules for m in ('awkward', 'pythia8mc', 'dask', 'numpy')))")
-    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                          check=True).stdout.strip() == "False"
+    probe = (
+        "import sys, colliderlab.cli.main; "
+        "print(any(m in sys.modules for m in ('awkward', 'pythia8mc', 'dask', 'numpy')))"
+    )
+    assert (
+        subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        == "False"
+    )
 
 
 def test_list_shows_every_process_with_a_description(capsys):
@@ -41,19 +51,26 @@ def test_list_shows_every_process_with_a_description(capsys):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["generate", "ttbr", "-n", "5", "-o", "{tmp}/x"], "unknown process 'ttbr'. Did you mean 'ttbar'"),
+        (
+            ["generate", "ttbr", "-n", "5", "-o", "{tmp}/x"],
+            "unknown process 'ttbr'. Did you mean 'ttbar'",
+        ),
         (["generate", "z_ll", "-n", "0", "-o", "{tmp}/x"], "positive integer"),
         (["generate", "z_ll", "-n", "5"], "needs -o/--output"),
-        (["generate", "z_ll", "-n", "5", "-o", "{tmp}/x", "--set", "Foo:bar=1"],
-         "Pythia rejected the setting 'Foo:bar = 1'"),
+        (
+            ["generate", "z_ll", "-n", "5", "-o", "{tmp}/x", "--set", "Foo:bar=1"],
+            "Pythia rejected the setting 'Foo:bar = 1'",
+        ),
         (["generate", "z_ll", "-n", "5", "-o", "{tmp}/x", "--set", "nonsense"], "Key = Value"),
-        (["generate", "z_ll", "-n", "5", "-o", "{tmp}/x", "-p", "flavor=mu"],
-         "Did you mean 'flavour'"),
+        (
+            ["generate", "z_ll", "-n", "5", "-o", "{tmp}/x", "-p", "flavor=mu"],
+            "Did you mean 'flavour'",
+        ),
         (["info", "{tmp}"], "not a colliderlab dataset"),
     ],
 )
 def test_bad_input_gets_one_paragraph_error(capsys, tmp_path, argv, message):
-    code, out, err = run_cli(capsys, *[a.format(tmp=tmp_path) for a in argv])
+    code, _out, err = run_cli(capsys, *[a.format(tmp=tmp_path) for a in argv])
     assert code == 2
     assert message in err
     assert "Traceback" not in err
@@ -63,18 +80,24 @@ def test_bad_input_gets_one_paragraph_error(capsys, tmp_path, argv, message):
 def test_env_reports_versions(capsys):
     code, out, _ = run_cli(capsys, "env", "--json")
     v = json.loads(out)
-    assert code == 0 and v["pythia8mc"] == "8.317.2" and v["colliderlab"]
+    assert code == 0
+    assert v["pythia8mc"] == "8.317.2"
+    assert v["colliderlab"]
 
 
 @pytest.mark.slow
 def test_info_and_hepmc_export(capsys, tmp_path, zmumu_dataset):
     code, out, _ = run_cli(capsys, "info", str(zmumu_dataset.directory), "--json")
     info = json.loads(out)
-    assert code == 0 and info["verified"] and info["n_events"] == 300
+    assert code == 0
+    assert info["verified"]
+    assert info["n_events"] == 300
     target = tmp_path / "z.hepmc3"
-    code, out, _ = run_cli(capsys, "export", str(zmumu_dataset.directory), "-o", str(target),
-                           "--max-events", "7")
-    assert code == 0 and json.loads(out)["events"] == 7
+    code, out, _ = run_cli(
+        capsys, "export", str(zmumu_dataset.directory), "-o", str(target), "--max-events", "7"
+    )
+    assert code == 0
+    assert json.loads(out)["events"] == 7
     import pyhepmc
 
     from colliderlab.io import load

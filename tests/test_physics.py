@@ -42,7 +42,9 @@ def test_final_state_is_physical(zmumu):
     m2 = p.E**2 - (p.px**2 + p.py**2 + p.pz**2)
     assert ak.all(abs(m2 - p.gen_mass**2) < 1e-6 * p.E**2 + 1e-6)
     # Momentum balance: the transverse momenta of all final-state particles sum to zero.
-    assert np.all(np.abs(ak.to_numpy(ak.sum(p.px, axis=1))) < 1e-6 * ak.to_numpy(ak.sum(p.E, axis=1)))
+    assert np.all(
+        np.abs(ak.to_numpy(ak.sum(p.px, axis=1))) < 1e-6 * ak.to_numpy(ak.sum(p.E, axis=1))
+    )
     # Charges are those of the PDG table; total charge = +2 (two protons).
     assert set(np.unique(ak.to_numpy(ak.flatten(p.charge)))) <= {-2, -1, 0, 1, 2}
     assert ak.all(ak.sum(p.charge, axis=1) == 2)
@@ -133,7 +135,9 @@ def test_pileup_follows_poisson_and_the_luminous_region():
 
 @pytest.mark.parametrize(("process", "pid"), [("gun_e", 11), ("gun_gamma", 22), ("gun_pi", 211)])
 def test_particle_guns(process, pid):
-    events, meta = chunk(process, 300, params={"e_min": 10, "e_max": 100, "eta_min": -1, "eta_max": 1})
+    events, meta = chunk(
+        process, 300, params={"e_min": 10, "e_max": 100, "eta_min": -1, "eta_max": 1}
+    )
     gun = events.truth[:, 0]
     assert ak.all(abs(gun.pid) == pid)
     assert ak.all((gun.E >= 10 - 1e-9) & (gun.E <= 100 + 1e-9))

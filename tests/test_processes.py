@@ -9,8 +9,22 @@ from colliderlab.generate.processes import get_process, list_processes
 from colliderlab.generate.pythia import make_pythia
 
 REQUIRED = {
-    "ttbar", "ttbar_allhad", "ttbar_semilep", "qcd_dijet", "wjets", "zjets", "z_ll", "z_tautau",
-    "h_tautau", "vh_bb", "zprime_ttbar", "wprime_xy", "minbias", "gun_e", "gun_gamma", "gun_pi",
+    "ttbar",
+    "ttbar_allhad",
+    "ttbar_semilep",
+    "qcd_dijet",
+    "wjets",
+    "zjets",
+    "z_ll",
+    "z_tautau",
+    "h_tautau",
+    "vh_bb",
+    "zprime_ttbar",
+    "wprime_xy",
+    "minbias",
+    "gun_e",
+    "gun_gamma",
+    "gun_pi",
     "gun_mu",
 }
 
@@ -21,7 +35,7 @@ def test_catalogue_has_the_required_processes():
 
 @pytest.mark.parametrize("name", sorted(REQUIRED))
 def test_every_process_setting_is_accepted_by_pythia(name):
-    params, spec = get_process(name).resolve()
+    _params, spec = get_process(name).resolve()
     assert get_process(name).description
     make_pythia(spec.settings, init=False)  # raises PythiaSettingError on any rejected key
 
@@ -39,7 +53,7 @@ def test_parameters_are_typed_and_checked():
     params, spec = get_process("qcd_dijet").resolve({"pthat_min": "500"})
     assert params["pthat_min"] == 500.0
     assert "PhaseSpace:pTHatMin = 500.0" in spec.settings
-    with pytest.raises(ConfigError, match="pthat_mn.*Did you mean 'pthat_min'"):
+    with pytest.raises(ConfigError, match=r"pthat_mn.*Did you mean 'pthat_min'"):
         get_process("qcd_dijet").resolve({"pthat_mn": 5})
     with pytest.raises(ConfigError, match="expects a float"):
         get_process("qcd_dijet").resolve({"pthat_min": "lots"})
@@ -56,7 +70,7 @@ def test_wprime_masses_reach_pythia():
 
 
 def test_pythia_rejection_quotes_pythia():
-    with pytest.raises(PythiaSettingError, match="Foo:bar = 3.*not found in settings"):
+    with pytest.raises(PythiaSettingError, match=r"Foo:bar = 3.*not found in settings"):
         make_pythia(["Foo:bar = 3"], init=False)
     with pytest.raises(PythiaSettingError, match="out of range"):
         make_pythia(["PhaseSpace:pTHatMin = -5"], init=False)

@@ -39,13 +39,17 @@ def test_chunk_seed_is_the_spawned_sequence():
 
 def test_manifest_describes_the_dataset(zmumu_dataset, zmumu_config):
     m = zmumu_dataset.manifest
-    assert m["complete"] and m["kind"] == "generation"
-    assert m["n_events"] == 300 and len(m["chunks"]) == 3
-    assert m["config"]["seed"] == 11 and m["config"]["process"] == "z_ll"
+    assert m["complete"]
+    assert m["kind"] == "generation"
+    assert m["n_events"] == 300
+    assert len(m["chunks"]) == 3
+    assert m["config"]["seed"] == 11
+    assert m["config"]["process"] == "z_ll"
     assert "23:onIfAny = 13" in m["pythia_settings"]
     assert m["versions"]["pythia8mc"] == "8.317.2"
     sigma, err = zmumu_dataset.cross_section
-    assert 1.0e3 < sigma < 2.5e3 and 0 < err < 0.1 * sigma
+    assert 1.0e3 < sigma < 2.5e3
+    assert 0 < err < 0.1 * sigma
     for c in m["chunks"]:
         assert sha256_file(zmumu_dataset.directory / c["file"]) == c["sha256"]
     assert zmumu_dataset.verify() == []
@@ -65,8 +69,12 @@ def test_parquet_round_trip_equals_generated_events(zmumu_dataset, zmumu_config)
 def test_same_seed_byte_identical_whatever_the_workers(tmp_path, zmumu_dataset, zmumu_config):
     one = generate(zmumu_config, tmp_path / "w1", workers=1, progress=False)
     assert shas(one) == shas(zmumu_dataset)  # zmumu_dataset ran on 2 workers
-    other = generate(dataclasses.replace(zmumu_config, seed=12, n_events=100), tmp_path / "s12",
-                     workers=1, progress=False)
+    other = generate(
+        dataclasses.replace(zmumu_config, seed=12, n_events=100),
+        tmp_path / "s12",
+        workers=1,
+        progress=False,
+    )
     assert shas(other)[0] != shas(one)[0]
 
 
@@ -114,11 +122,29 @@ def test_truncated_chunk_is_detected(tmp_path, zmumu_dataset, zmumu_config):
 
 def test_killed_run_resumes_to_identical_dataset(tmp_path, zmumu_dataset, zmumu_config):
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "colliderlab.cli.main", "generate", "z_ll", "-p", "flavour=mu",
-           "-n", "300", "--chunk-size", "100", "--seed", "11", "--workers", "1", "-o", str(out),
-           "--no-progress"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "colliderlab.cli.main",
+        "generate",
+        "z_ll",
+        "-p",
+        "flavour=mu",
+        "-n",
+        "300",
+        "--chunk-size",
+        "100",
+        "--seed",
+        "11",
+        "--workers",
+        "1",
+        "-o",
+        str(out),
+        "--no-progress",
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not (out / "chunks" / "chunk-000000.json").exists():
         time.sleep(0.2)
@@ -142,10 +168,11 @@ def test_output_directory_holding_another_dataset(tmp_path, zmumu_dataset, zmumu
     work = tmp_path / "ds"
     shutil.copytree(zmumu_dataset.directory, work)
     other = dataclasses.replace(zmumu_config, n_events=100, seed=99)
-    with pytest.raises(OutputError, match="already holds another dataset.*--overwrite"):
+    with pytest.raises(OutputError, match=r"already holds another dataset.*--overwrite"):
         generate(other, work, workers=1, progress=False)
     ds = generate(other, work, workers=1, progress=False, overwrite=True)
-    assert ds.n_events == 100 and len(list((work / "chunks").glob("*.parquet"))) == 1
+    assert ds.n_events == 100
+    assert len(list((work / "chunks").glob("*.parquet"))) == 1
 
 
 def test_non_dataset_directory_and_unwritable_output(tmp_path, zmumu_config):
@@ -166,8 +193,9 @@ def test_disk_full_leaves_no_partial_chunk(tmp_path, monkeypatch, zmumu_config):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setitem(store.__dict__, "_write_parquet", full)
-    events, _ = generate_chunk(dataclasses.replace(zmumu_config, n_events=5, chunk_size=5), 0,
-                               chunk_seed(1, 0))
+    events, _ = generate_chunk(
+        dataclasses.replace(zmumu_config, n_events=5, chunk_size=5), 0, chunk_seed(1, 0)
+    )
     target = tmp_path / "c.parquet"
     with pytest.raises(OutputError, match="no space left"):
         store.write_chunk(events, target, "parquet")

@@ -39,8 +39,21 @@ def bare_loop(settings, seed: int, n_events: int, veto=None) -> float:
         rows = []
         for q in py.event:
             if q.isFinal():
-                rows.append((q.id(), q.charge(), q.px(), q.py(), q.pz(), q.e(), q.m(),
-                             q.xProd(), q.yProd(), q.zProd(), q.tProd()))
+                rows.append(
+                    (
+                        q.id(),
+                        q.charge(),
+                        q.px(),
+                        q.py(),
+                        q.pz(),
+                        q.e(),
+                        q.m(),
+                        q.xProd(),
+                        q.yProd(),
+                        q.zProd(),
+                        q.tProd(),
+                    )
+                )
         np.array(rows)
     return time.process_time() - t0
 
@@ -111,9 +124,15 @@ def dask_run(config, workers: int) -> tuple[float, int]:
     return wall, mem.peak_worker
 
 
-def bench_generate(process: str = "ttbar", n_events: int = 400, chunk_size: int | None = None,
-                   pileup: float = 0.0, seed: int = 1, repeat: int = 3,
-                   scaling: bool = True) -> dict[str, Any]:
+def bench_generate(
+    process: str = "ttbar",
+    n_events: int = 400,
+    chunk_size: int | None = None,
+    pileup: float = 0.0,
+    seed: int = 1,
+    repeat: int = 3,
+    scaling: bool = True,
+) -> dict[str, Any]:
     """Run the generation benchmark; return a JSON-able dict of rates and ratios."""
     import dataclasses
     import os
@@ -123,8 +142,9 @@ def bench_generate(process: str = "ttbar", n_events: int = 400, chunk_size: int 
     from colliderlab.generate.config import GenerationConfig
     from colliderlab.generate.processes import get_process
 
-    one_chunk = GenerationConfig(process, n_events=n_events, seed=seed, chunk_size=n_events,
-                                 pileup=pileup)
+    one_chunk = GenerationConfig(
+        process, n_events=n_events, seed=seed, chunk_size=n_events, pileup=pileup
+    )
     _, spec = get_process(process).resolve({})
     # The bare loop uses the same Pythia seed as the chunk's hard-scatter generator.
     hard_seed = pythia_seed(chunk_seed(seed, 0).spawn(3)[0])
@@ -150,22 +170,27 @@ def bench_generate(process: str = "ttbar", n_events: int = 400, chunk_size: int 
         # Dask measurements: 2N events (N events per worker with 2 workers), then 4N.
         n_dask = 2 * n_events
         cfg = GenerationConfig(process, n_events=n_dask, seed=seed, chunk_size=cs, pileup=pileup)
-        w1, mem1 = dask_run(cfg, 1)
+        w1, _ = dask_run(cfg, 1)
         w2, mem2 = dask_run(cfg, 2)
         cfg2 = dataclasses.replace(cfg, n_events=2 * n_dask)
         w2n, mem2n = dask_run(cfg2, 2)
-        result.update({
-            "chunk_size": cs,
-            "dask_events": n_dask,
-            "dask_1_worker_events_per_s": n_dask / w1,
-            "dask_2_workers_events_per_s": n_dask / w2,
-            "speedup_2_over_1_workers": w1 / w2,
-            "goal_speedup": 1.8,
-            "peak_worker_rss_MiB_N": mem2 / 2**20,
-            "peak_worker_rss_MiB_2N": mem2n / 2**20,
-            "dask_2_workers_2N_events_per_s": 2 * n_dask / w2n,
-            "cores": os.cpu_count(),
-        })
-    result["versions"] = {k: v for k, v in versions().items()
-                          if k in ("colliderlab", "pythia8mc", "awkward", "pyarrow", "dask", "python")}
+        result.update(
+            {
+                "chunk_size": cs,
+                "dask_events": n_dask,
+                "dask_1_worker_events_per_s": n_dask / w1,
+                "dask_2_workers_events_per_s": n_dask / w2,
+                "speedup_2_over_1_workers": w1 / w2,
+                "goal_speedup": 1.8,
+                "peak_worker_rss_MiB_N": mem2 / 2**20,
+                "peak_worker_rss_MiB_2N": mem2n / 2**20,
+                "dask_2_workers_2N_events_per_s": 2 * n_dask / w2n,
+                "cores": os.cpu_count(),
+            }
+        )
+    result["versions"] = {
+        k: v
+        for k, v in versions().items()
+        if k in ("colliderlab", "pythia8mc", "awkward", "pyarrow", "dask", "python")
+    }
     return result

@@ -11,7 +11,8 @@ def run_generate(args) -> int:
 
     if args.events <= 0:
         raise ConfigError(f"--events must be positive; got {args.events}.")
-    result = bench_generate(args.process, args.events, args.chunk_size, args.pileup,
-                            scaling=not args.skip_scaling)
+    result = bench_generate(
+        args.process, args.events, args.chunk_size, args.pileup, scaling=not args.skip_scaling
+    )
     print(json.dumps(result, indent=2))
     return 0

@@ -26,11 +26,20 @@ def run(args) -> int:
 
     if args.list:
         print(process_table())
-        print("\nall Pythia processes take ecm=13600 (GeV); set parameters with -p NAME=VALUE",
-              file=sys.stderr)
+        print(
+            "\nall Pythia processes take ecm=13600 (GeV); set parameters with -p NAME=VALUE",
+            file=sys.stderr,
+        )
         return 0
-    missing = [flag for flag, v in (("PROCESS", args.process), ("-n/--events", args.events),
-                                    ("-o/--output", args.output)) if v is None]
+    missing = [
+        flag
+        for flag, v in (
+            ("PROCESS", args.process),
+            ("-n/--events", args.events),
+            ("-o/--output", args.output),
+        )
+        if v is None
+    ]
     if missing:
         raise ConfigError(
             f"generate needs {', '.join(missing)}: e.g. `colliderlab generate ttbar -n 1000 -o "
@@ -47,8 +56,15 @@ def run(args) -> int:
         vertex=VertexSpread(sigma_xy=args.sigma_xy, sigma_z=args.sigma_z, sigma_t=args.sigma_t),
         format=args.format,
     )
-    ds = generate(config, args.output, workers=args.workers, scheduler=args.scheduler,
-                  overwrite=args.overwrite, repair=args.repair, progress=args.progress)
+    ds = generate(
+        config,
+        args.output,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        overwrite=args.overwrite,
+        repair=args.repair,
+        progress=args.progress,
+    )
     sigma, err = ds.cross_section
     summary = {
         "dataset": str(ds.directory),

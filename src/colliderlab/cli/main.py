@@ -18,33 +18,59 @@ from colliderlab._version import __version__
 
 def _add_generate(sub) -> None:
     p = sub.add_parser(
-        "generate", help="generate events with Pythia 8 (chunked, on Dask, resumable)",
+        "generate",
+        help="generate events with Pythia 8 (chunked, on Dask, resumable)",
         description="Generate events of a named process. Rerunning the same command resumes an "
-                    "interrupted run; the same seed gives byte-identical Parquet chunks.",
+        "interrupted run; the same seed gives byte-identical Parquet chunks.",
     )
     p.add_argument("process", nargs="?", help="process name (see --list)")
     p.add_argument("--list", action="store_true", help="list the processes and their parameters")
     p.add_argument("-n", "--events", type=int, help="number of events")
     p.add_argument("-o", "--output", help="output dataset directory")
     p.add_argument("--seed", type=int, default=1, help="master seed (default 1)")
-    p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
-                   help="process parameter, e.g. -p pthat_min=500 (repeatable)")
-    p.add_argument("--set", action="append", default=[], dest="settings", metavar="KEY=VALUE",
-                   help="any Pythia 8 setting, e.g. --set PhaseSpace:pTHatMin=200 (repeatable)")
-    p.add_argument("--pileup", type=float, default=0.0, metavar="MU",
-                   help="overlay Poisson(MU) minimum-bias interactions per event")
+    p.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="process parameter, e.g. -p pthat_min=500 (repeatable)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        dest="settings",
+        metavar="KEY=VALUE",
+        help="any Pythia 8 setting, e.g. --set PhaseSpace:pTHatMin=200 (repeatable)",
+    )
+    p.add_argument(
+        "--pileup",
+        type=float,
+        default=0.0,
+        metavar="MU",
+        help="overlay Poisson(MU) minimum-bias interactions per event",
+    )
     p.add_argument("--sigma-z", type=float, default=50.0, help="luminous-region z width, mm (50)")
     p.add_argument("--sigma-xy", type=float, default=0.015, help="transverse width, mm (0.015)")
     p.add_argument("--sigma-t", type=float, default=0.0, help="time spread, ns (0: off)")
     p.add_argument("--chunk-size", type=int, default=500, help="events per chunk file (500)")
     p.add_argument("--format", choices=("parquet", "root"), default="parquet")
     p.add_argument("--workers", type=int, default=None, help="local Dask workers (default: cores)")
-    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                   help="use an existing Dask scheduler, e.g. tcp://host:8786")
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="use an existing Dask scheduler, e.g. tcp://host:8786",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace another dataset in -o")
     p.add_argument("--repair", action="store_true", help="regenerate corrupted chunks")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bar on stderr (default: when stderr is a terminal)")
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: when stderr is a terminal)",
+    )
     p.set_defaults(func="colliderlab.cli.generate:run")
 
 
@@ -70,8 +96,12 @@ def _add_bench(sub) -> None:
     g = bsub.add_parser("generate", help="colliderlab generation vs a bare pythia8mc loop")
     g.add_argument("--process", default="ttbar")
     g.add_argument("--events", type=int, default=400, help="events per measurement")
-    g.add_argument("--chunk-size", type=int, default=None,
-                   help="chunk size for the Dask measurements (default: events/8)")
+    g.add_argument(
+        "--chunk-size",
+        type=int,
+        default=None,
+        help="chunk size for the Dask measurements (default: events/8)",
+    )
     g.add_argument("--pileup", type=float, default=0.0)
     g.add_argument("--json", action="store_true", help="print JSON only")
     g.add_argument("--skip-scaling", action="store_true", help="skip the 1- and 2-worker runs")
@@ -113,7 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     logging.basicConfig(
         level=logging.WARNING - 10 * min(args.verbose, 2),
-        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
     )
     module_name, _, func_name = args.func.partition(":")
     import importlib
@@ -127,8 +158,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"colliderlab {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"colliderlab {args.command}: interrupted. Completed chunks are kept; rerun the "
-              "same command to resume.", file=sys.stderr)
+        print(
+            f"colliderlab {args.command}: interrupted. Completed chunks are kept; rerun the "
+            "same command to resume.",
+            file=sys.stderr,
+        )
         return 130
 
 

@@ -10,9 +10,27 @@ from colliderlab._version import __version__
 
 #: Distribution names reported by ``colliderlab env``.
 KEY_PACKAGES = (
-    "numpy", "pythia8mc", "awkward", "uproot", "vector", "pyarrow", "dask", "distributed",
-    "fastjet", "matplotlib", "mplhep", "particle", "pyhepmc", "torch", "xgboost-cpu",
-    "torch-geometric", "onnx", "onnxruntime", "hls4ml", "zuko", "pyhf",
+    "numpy",
+    "pythia8mc",
+    "awkward",
+    "uproot",
+    "vector",
+    "pyarrow",
+    "dask",
+    "distributed",
+    "fastjet",
+    "matplotlib",
+    "mplhep",
+    "particle",
+    "pyhepmc",
+    "torch",
+    "xgboost-cpu",
+    "torch-geometric",
+    "onnx",
+    "onnxruntime",
+    "hls4ml",
+    "zuko",
+    "pyhf",
 )
 
 
@@ -33,5 +51,8 @@ def versions(packages=KEY_PACKAGES) -> dict[str, str | None]:
 
 def data_versions() -> dict[str, str | None]:
     """The versions that determine the bytes of generated data (written in manifests)."""
-    return {k: v for k, v in versions(("numpy", "pythia8mc", "awkward", "pyarrow", "uproot")).items()
-            if k != "platform"}
+    return {
+        k: v
+        for k, v in versions(("numpy", "pythia8mc", "awkward", "pyarrow", "uproot")).items()
+        if k != "platform"
+    }

@@ -35,7 +35,9 @@ class VertexSpread:
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
             if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
-                raise ConfigError(f"vertex spread {f.name} must be a finite number >= 0; got {v!r}.")
+                raise ConfigError(
+                    f"vertex spread {f.name} must be a finite number >= 0; got {v!r}."
+                )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +66,11 @@ class GenerationConfig:
     format: str = "parquet"
 
     def __post_init__(self) -> None:
-        if isinstance(self.n_events, bool) or not isinstance(self.n_events, int) or self.n_events <= 0:
+        if (
+            isinstance(self.n_events, bool)
+            or not isinstance(self.n_events, int)
+            or self.n_events <= 0
+        ):
             raise ConfigError(
                 f"the number of events must be a positive integer; got {self.n_events!r}. "
                 "Use e.g. -n 1000."
@@ -76,7 +82,9 @@ class GenerationConfig:
         if not (math.isfinite(self.pileup) and self.pileup >= 0):
             raise ConfigError(f"pile-up mu must be a finite number >= 0; got {self.pileup!r}.")
         if self.format not in FORMATS:
-            raise ConfigError(f"unknown format {self.format!r}; choose one of {', '.join(FORMATS)}.")
+            raise ConfigError(
+                f"unknown format {self.format!r}; choose one of {', '.join(FORMATS)}."
+            )
         object.__setattr__(self, "settings", tuple(normalise_setting(s) for s in self.settings))
         # Resolve now: unknown process / parameter errors surface before any work starts.
         params, _ = get_process(self.process).resolve(self.params)

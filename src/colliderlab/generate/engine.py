@@ -67,7 +67,20 @@ class TauDecay(enum.IntEnum):
 RESONANCES = frozenset({6, 23, 24, 25, 32, 34, 35, 36, 37, X_ID, Y_ID})
 _NEUTRINOS = frozenset({12, 14, 16})
 
-PARTICLE_FIELDS = ("pid", "charge", "px", "py", "pz", "E", "gen_mass", "vx", "vy", "vz", "vt", "pileup")
+PARTICLE_FIELDS = (
+    "pid",
+    "charge",
+    "px",
+    "py",
+    "pz",
+    "E",
+    "gen_mass",
+    "vx",
+    "vy",
+    "vz",
+    "vt",
+    "pileup",
+)
 TRUTH_FIELDS = ("pid", "status", "px", "py", "pz", "E", "gen_mass", "mother", "flags")
 VISTAU_FIELDS = ("px", "py", "pz", "E", "charge", "decay_mode", "n_prongs", "tau_index")
 
@@ -100,8 +113,14 @@ class _Columns:
 
 
 _INT_FIELDS = {
-    "pid": np.int32, "charge": np.int8, "pileup": np.int16, "status": np.int16,
-    "mother": np.int32, "flags": np.int16, "decay_mode": np.int8, "n_prongs": np.int8,
+    "pid": np.int32,
+    "charge": np.int8,
+    "pileup": np.int16,
+    "status": np.int16,
+    "mother": np.int32,
+    "flags": np.int16,
+    "decay_mode": np.int8,
+    "n_prongs": np.int8,
     "tau_index": np.int32,
 }
 _F32_FIELDS = {"vx": np.float32, "vy": np.float32, "vz": np.float32, "vt": np.float32}
@@ -137,11 +156,20 @@ class ChunkGenerator:
         """Append the final-state particles of ``event``; collect truth if asked. Returns count."""
         d = self.particles.data
         pid_a, ch_a, px_a, py_a, pz_a, e_a, m_a = (
-            d["pid"].append, d["charge"].append, d["px"].append, d["py"].append,
-            d["pz"].append, d["E"].append, d["gen_mass"].append,
+            d["pid"].append,
+            d["charge"].append,
+            d["px"].append,
+            d["py"].append,
+            d["pz"].append,
+            d["E"].append,
+            d["gen_mass"].append,
         )
         vx_a, vy_a, vz_a, t_a, pu_a = (
-            d["vx"].append, d["vy"].append, d["vz"].append, d["vt"].append, d["pileup"].append,
+            d["vx"].append,
+            d["vy"].append,
+            d["vz"].append,
+            d["vt"].append,
+            d["pileup"].append,
         )
         charges = self._charge
         candidates = [] if truth else None
@@ -186,7 +214,9 @@ class ChunkGenerator:
                     if hf and not any(
                         heavy_flavour(event[j].id()) == hf for j in event[i].daughterList()
                     ):
-                        candidates.append((i, TruthFlag.B_HADRON if hf == 5 else TruthFlag.C_HADRON))
+                        candidates.append(
+                            (i, TruthFlag.B_HADRON if hf == 5 else TruthFlag.C_HADRON)
+                        )
         self.particles.counts.append(n)
         if truth:
             self._truth(event, candidates)
@@ -243,14 +273,23 @@ class ChunkGenerator:
             mode, prongs = TauDecay.MUON, 1
         else:
             prongs = sum(
-                1 for j in tau.daughterListRecursive()
+                1
+                for j in tau.daughterListRecursive()
                 if event[j].isFinal() and event[j].isCharged()
             )
             mode = {1: TauDecay.HADRONIC_1PRONG, 3: TauDecay.HADRONIC_3PRONG}.get(
                 prongs, TauDecay.HADRONIC_OTHER
             )
-        for name, val in (("px", px), ("py", py), ("pz", pz), ("E", e), ("charge", charge),
-                          ("decay_mode", int(mode)), ("n_prongs", prongs), ("tau_index", k)):
+        for name, val in (
+            ("px", px),
+            ("py", py),
+            ("pz", pz),
+            ("E", e),
+            ("charge", charge),
+            ("decay_mode", int(mode)),
+            ("n_prongs", prongs),
+            ("tau_index", k),
+        ):
             v[name].append(val)
 
     # ------------------------------------------------------------------ events
@@ -272,7 +311,11 @@ class ChunkGenerator:
         mass = py.particleData.m0(pid)
         p = math.sqrt(max(energy * energy - mass * mass, 0.0))
         theta = 2.0 * math.atan(math.exp(-eta))
-        px, pyy, pz = p * math.sin(theta) * math.cos(phi), p * math.sin(theta) * math.sin(phi), p * math.cos(theta)
+        px, pyy, pz = (
+            p * math.sin(theta) * math.cos(phi),
+            p * math.sin(theta) * math.sin(phi),
+            p * math.cos(theta),
+        )
         ev = py.event
         ev.reset()
         ev.append(pid, 1, 0, 0, 0, 0, 0, 0, px, pyy, pz, max(energy, mass), mass)
@@ -308,8 +351,8 @@ class ChunkGenerator:
             if n_pu:
                 # Merge the per-interaction counts of this event into one.
                 c = self.particles.counts
-                total = sum(c[-(n_pu + 1):])
-                del c[-(n_pu + 1):]
+                total = sum(c[-(n_pu + 1) :])
+                del c[-(n_pu + 1) :]
                 c.append(total)
             vtx_counts.append(n_pu + 1)
             ev_cols["process_id"].append(0 if self.gun is not None else self.hard.info.code())
@@ -340,9 +383,17 @@ class ChunkGenerator:
     def _gun_truth(self, event) -> None:
         q = event[1]
         t = self.truth.data
-        for name, val in (("pid", q.id()), ("status", q.status()), ("px", q.px()), ("py", q.py()),
-                          ("pz", q.pz()), ("E", q.e()), ("gen_mass", q.m()), ("mother", -1),
-                          ("flags", int(TruthFlag.GUN))):
+        for name, val in (
+            ("pid", q.id()),
+            ("status", q.status()),
+            ("px", q.px()),
+            ("py", q.py()),
+            ("pz", q.pz()),
+            ("E", q.e()),
+            ("gen_mass", q.m()),
+            ("mother", -1),
+            ("flags", int(TruthFlag.GUN)),
+        ):
             t[name].append(val)
         self.truth.counts.append(1)
         self.vistau.counts.append(0)
@@ -383,8 +434,9 @@ class ChunkGenerator:
         }
 
 
-def generate_chunk(config: GenerationConfig, index: int, seed_seq: np.random.SeedSequence,
-                   progress=None):
+def generate_chunk(
+    config: GenerationConfig, index: int, seed_seq: np.random.SeedSequence, progress=None
+):
     """Generate chunk ``index`` of ``config``; return (awkward events, metadata dict)."""
     from colliderlab.io.events import build_events
 

@@ -36,8 +36,7 @@ class Param:
             out = kind(value)
         except (TypeError, ValueError):
             raise ConfigError(
-                f"process parameter {name!r} expects a {kind.__name__} ({self.doc}); got "
-                f"{value!r}."
+                f"process parameter {name!r} expects a {kind.__name__} ({self.doc}); got {value!r}."
             ) from None
         if self.choices is not None and out not in self.choices:
             raise ConfigError(
@@ -78,7 +77,9 @@ class Process:
     params: Mapping[str, Param]
     build: Callable[[Mapping[str, Any]], ProcessSpec]
 
-    def resolve(self, values: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], ProcessSpec]:
+    def resolve(
+        self, values: Mapping[str, Any] | None = None
+    ) -> tuple[dict[str, Any], ProcessSpec]:
         """Parameter values (defaults filled in, types checked) and the Pythia spec."""
         values = dict(values or {})
         unknown = [k for k in values if k not in self.params]
@@ -106,7 +107,9 @@ def process(name: str, description: str, params: Mapping[str, Param] | None = No
     """Register a process builder ``f(params) -> ProcessSpec`` under ``name``."""
 
     def deco(fn: Callable[[Mapping[str, Any]], ProcessSpec]):
-        all_params = {**_ecm(), **(params or {})} if not name.startswith("gun_") else dict(params or {})
+        all_params = (
+            {**_ecm(), **(params or {})} if not name.startswith("gun_") else dict(params or {})
+        )
         register("process", name)(Process(name, description, all_params, fn))
         return fn
 
@@ -188,7 +191,12 @@ def _qcd(p):
     if 0 < hi <= lo:
         raise ConfigError(f"qcd_dijet needs pthat_max > pthat_min (or -1); got {lo}, {hi}.")
     return ProcessSpec(
-        (*_beams(p), "HardQCD:all = on", f"PhaseSpace:pTHatMin = {lo}", f"PhaseSpace:pTHatMax = {hi}")
+        (
+            *_beams(p),
+            "HardQCD:all = on",
+            f"PhaseSpace:pTHatMin = {lo}",
+            f"PhaseSpace:pTHatMax = {hi}",
+        )
     )
 
 
@@ -300,7 +308,13 @@ def _h_tautau(p):
     if prod in ("both", "vbf"):
         modes += ["HiggsSM:ff2Hff(t:ZZ) = on", "HiggsSM:ff2Hff(t:WW) = on"]
     return ProcessSpec(
-        (*_beams(p), *modes, f"25:m0 = {float(p['mass'])}", "25:onMode = off", "25:onIfMatch = 15 -15")
+        (
+            *_beams(p),
+            *modes,
+            f"25:m0 = {float(p['mass'])}",
+            "25:onMode = off",
+            "25:onIfMatch = 15 -15",
+        )
     )
 
 
@@ -342,7 +356,9 @@ X_ID, Y_ID = 9000001, 9000002
 def _wprime_xy(p):
     mw, mx, my = float(p["mw"]), float(p["mx"]), float(p["my"])
     if mx + my >= mw:
-        raise ConfigError(f"wprime_xy needs mx + my < mw (the decay must be open); got {mx}+{my} >= {mw}.")
+        raise ConfigError(
+            f"wprime_xy needs mx + my < mw (the decay must be open); got {mx}+{my} >= {mw}."
+        )
     wx, wy = 0.01 * mx, 0.01 * my
     return ProcessSpec(
         (
@@ -394,7 +410,12 @@ def _gun(pid: int):
         if not float(p["eta_min"]) <= float(p["eta_max"]):
             raise ConfigError("gun needs eta_min <= eta_max.")
         gun = GunSpec(
-            pid, e_min, e_max, str(p["spectrum"]), float(p["eta_min"]), float(p["eta_max"]),
+            pid,
+            e_min,
+            e_max,
+            str(p["spectrum"]),
+            float(p["eta_min"]),
+            float(p["eta_max"]),
             str(p["charge"]),
         )
         return ProcessSpec(("ProcessLevel:all = off",), gun=gun)
@@ -408,5 +429,8 @@ for _name, _pid, _what in (
     ("gun_pi", 211, "charged pion"),
     ("gun_mu", 13, "muon"),
 ):
-    process(_name, f"single {_what} gun, energy log-uniform in [e_min, e_max], flat in eta and phi",
-            _gun_params(1.0, 1000.0))(_gun(_pid))
+    process(
+        _name,
+        f"single {_what} gun, energy log-uniform in [e_min, e_max], flat in eta and phi",
+        _gun_params(1.0, 1000.0),
+    )(_gun(_pid))

@@ -101,8 +101,9 @@ class Generator:
         return self.pythia.infoPython()
 
 
-def make_pythia(settings: Sequence[str], seed: int | None = None, veto: str | None = None,
-                init: bool = True) -> Generator:
+def make_pythia(
+    settings: Sequence[str], seed: int | None = None, veto: str | None = None, init: bool = True
+) -> Generator:
     """A configured (and by default initialised) Pythia 8 :class:`Generator`.
 
     Parameters

@@ -27,7 +27,13 @@ from colliderlab.core.seeding import chunk_seed
 from colliderlab.generate.config import SCHEMA_VERSION, GenerationConfig
 from colliderlab.generate.processes import get_process
 from colliderlab.io.store import (
-    CHUNK_DIR, MANIFEST, STORE_VERSION, Dataset, chunk_path, combine_cross_sections, sidecar_path,
+    CHUNK_DIR,
+    MANIFEST,
+    STORE_VERSION,
+    Dataset,
+    chunk_path,
+    combine_cross_sections,
+    sidecar_path,
     write_chunk,
 )
 
@@ -84,7 +90,9 @@ def chunk_status(config: GenerationConfig, directory: Path, index: int) -> dict[
 def _check_output(config: GenerationConfig, directory: Path, overwrite: bool) -> None:
     manifest = directory / MANIFEST
     if directory.exists() and not directory.is_dir():
-        raise OutputError(f"the output {directory} exists and is not a directory; choose another -o.")
+        raise OutputError(
+            f"the output {directory} exists and is not a directory; choose another -o."
+        )
     if manifest.is_file():
         try:
             old = json.loads(manifest.read_text())
@@ -137,7 +145,7 @@ def _manifest(config: GenerationConfig, chunks: list[dict[str, Any]] | None) -> 
         "description": get_process(config.process).description,
         "pythia_settings": [*spec.settings, *config.settings],
         "seeding": "chunk i uses numpy.random.SeedSequence(seed, spawn_key=(i,)) == "
-                   "SeedSequence(seed).spawn(n_chunks)[i]",
+        "SeedSequence(seed).spawn(n_chunks)[i]",
         "n_chunks": config.n_chunks,
         "versions": data_versions(),
         "units": {"energy": "GeV", "length": "mm", "time": "ns", "cross_section": "pb"},
@@ -169,17 +177,32 @@ def dask_client(workers: int | None = None, scheduler: str | None = None) -> Ite
             yield client
         return
     n = workers or os.cpu_count() or 1
-    with dask.config.set({"distributed.worker.daemon": False}), LocalCluster(
-        n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-        silence_logs=logging.ERROR,
-    ) as cluster, Client(cluster) as client:
+    with (
+        dask.config.set({"distributed.worker.daemon": False}),
+        LocalCluster(
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         yield client
 
 
-def generate(config: GenerationConfig, output: str | os.PathLike[str], *, workers: int | None = None,
-             scheduler: str | None = None, client: Any = None, overwrite: bool = False,
-             repair: bool = False, progress: bool | None = None,
-             on_chunk: Callable[[dict[str, Any]], None] | None = None) -> Dataset:
+def generate(
+    config: GenerationConfig,
+    output: str | os.PathLike[str],
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    client: Any = None,
+    overwrite: bool = False,
+    repair: bool = False,
+    progress: bool | None = None,
+    on_chunk: Callable[[dict[str, Any]], None] | None = None,
+) -> Dataset:
     """Generate (or finish generating) the dataset ``config`` in ``output``.
 
     Parameters
@@ -221,19 +244,33 @@ def generate(config: GenerationConfig, output: str | os.PathLike[str], *, worker
                 return Dataset(directory)
     write_json(directory / MANIFEST, _manifest(config, None))
 
-    bar = tqdm(total=config.n_events, unit="ev", desc=f"generate {config.process}",
-               disable=(None if progress is None else not progress), smoothing=0.1)
+    bar = tqdm(
+        total=config.n_events,
+        unit="ev",
+        desc=f"generate {config.process}",
+        disable=(None if progress is None else not progress),
+        smoothing=0.1,
+    )
     bar.update(sum(s["n_events"] for s in done.values()))
     bar.set_postfix_str(f"chunks {len(done)}/{config.n_chunks}")
     try:
         if todo:
-            with (contextlib.nullcontext(client) if client is not None
-                  else dask_client(workers, scheduler)) as client:
+            with (
+                contextlib.nullcontext(client)
+                if client is not None
+                else dask_client(workers, scheduler)
+            ) as client:
                 from distributed import as_completed
 
                 futures = [
-                    client.submit(run_chunk, config, i, str(directory.resolve()), pure=False,
-                                  key=f"colliderlab-chunk-{config.digest()[:8]}-{i}")
+                    client.submit(
+                        run_chunk,
+                        config,
+                        i,
+                        str(directory.resolve()),
+                        pure=False,
+                        key=f"colliderlab-chunk-{config.digest()[:8]}-{i}",
+                    )
                     for i in todo
                 ]
                 try:

@@ -70,12 +70,15 @@ def _event(hep, ev: dict, sigma: float, err: float, e_beam: float, gun: bool):
         v = hep.GenVertex(hep.FourVector(vtx["x"], vtx["y"], vtx["z"], vtx["t"] * C_MM_PER_NS))
         if gun and k == 0:
             t = ev["truth"][0]
-            v.add_particle_in(hep.GenParticle(hep.FourVector(t["px"], t["py"], t["pz"], t["E"]),
-                                              int(t["pid"]), 4))
+            v.add_particle_in(
+                hep.GenParticle(hep.FourVector(t["px"], t["py"], t["pz"], t["E"]), int(t["pid"]), 4)
+            )
         else:
             pz = np.sqrt(e_beam**2 - PROTON_MASS**2)
             for sign in (1.0, -1.0):
-                v.add_particle_in(hep.GenParticle(hep.FourVector(0.0, 0.0, sign * pz, e_beam), 2212, 4))
+                v.add_particle_in(
+                    hep.GenParticle(hep.FourVector(0.0, 0.0, sign * pz, e_beam), 2212, 4)
+                )
         for j in np.flatnonzero(inter == k):
             p = parts[j]
             v.add_particle_out(

@@ -25,7 +25,7 @@ import awkward as ak
 import numpy as np
 
 from colliderlab.core.errors import ChecksumError, DatasetError
-from colliderlab.core.files import sha256_file, write_atomic, write_json
+from colliderlab.core.files import sha256_file, write_atomic
 from colliderlab.io.events import with_vector
 
 MANIFEST = "manifest.json"
@@ -122,7 +122,9 @@ class Dataset:
         self.directory = Path(directory)
         manifest = self.directory / MANIFEST
         if not self.directory.is_dir():
-            raise DatasetError(f"{self.directory} is not a directory; expected a colliderlab dataset.")
+            raise DatasetError(
+                f"{self.directory} is not a directory; expected a colliderlab dataset."
+            )
         if not manifest.is_file():
             raise DatasetError(
                 f"{self.directory} has no {MANIFEST}: it is not a colliderlab dataset (make one "
@@ -131,13 +133,16 @@ class Dataset:
         try:
             self.manifest: dict[str, Any] = json.loads(manifest.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise DatasetError(f"{manifest} is not valid JSON ({err}); the dataset is damaged.") from err
+            raise DatasetError(
+                f"{manifest} is not valid JSON ({err}); the dataset is damaged."
+            ) from err
         version = self.manifest.get("store_version")
         if version != STORE_VERSION:
+            writer = self.manifest.get("versions", {}).get("colliderlab", "?")
             raise DatasetError(
                 f"{manifest} has store_version {version!r}, this colliderlab reads version "
-                f"{STORE_VERSION}. Regenerate the dataset with this version, or use the colliderlab "
-                f"version that wrote it ({self.manifest.get('versions', {}).get('colliderlab', '?')})."
+                f"{STORE_VERSION}. Regenerate the dataset with this version, or use the "
+                f"colliderlab version that wrote it ({writer})."
             )
         if not self.manifest.get("complete", False):
             raise DatasetError(
@@ -172,8 +177,10 @@ class Dataset:
         return self.n_events
 
     def __repr__(self) -> str:
-        return (f"Dataset({str(self.directory)!r}, kind={self.kind!r}, "
-                f"process={self.config.get('process')!r}, n_events={self.n_events})")
+        return (
+            f"Dataset({str(self.directory)!r}, kind={self.kind!r}, "
+            f"process={self.config.get('process')!r}, n_events={self.n_events})"
+        )
 
     # -- integrity
     def verify(self) -> list[Path]:
@@ -196,8 +203,9 @@ class Dataset:
             )
 
     # -- reading
-    def iter_chunks(self, columns: Sequence[str] | None = None, vector: bool = True,
-                    verify: bool = True) -> Iterator[ak.Array]:
+    def iter_chunks(
+        self, columns: Sequence[str] | None = None, vector: bool = True, verify: bool = True
+    ) -> Iterator[ak.Array]:
         """Yield the chunks in order (memory bounded by one chunk)."""
         for c in self.chunks:
             path = self.directory / c["file"]
@@ -210,16 +218,18 @@ class Dataset:
             events = read_chunk(path, columns)
             yield with_vector(events) if vector else events
 
-    def read(self, columns: Sequence[str] | None = None, vector: bool = True,
-             verify: bool = True) -> ak.Array:
+    def read(
+        self, columns: Sequence[str] | None = None, vector: bool = True, verify: bool = True
+    ) -> ak.Array:
         """All events as one awkward array."""
         parts = list(self.iter_chunks(columns, vector=False, verify=verify))
         events = ak.concatenate(parts) if len(parts) > 1 else parts[0]
         return with_vector(events) if vector else events
 
 
-def load(directory: str | os.PathLike[str], columns: Sequence[str] | None = None,
-         vector: bool = True) -> ak.Array:
+def load(
+    directory: str | os.PathLike[str], columns: Sequence[str] | None = None, vector: bool = True
+) -> ak.Array:
     """Read a whole dataset: ``colliderlab.io.load("zmumu").particles.pt``."""
     return Dataset(directory).read(columns, vector=vector)
 

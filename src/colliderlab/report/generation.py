@@ -15,7 +15,9 @@ import numpy as np
 from colliderlab.generate.engine import TruthFlag
 
 
-def truth_decay_mass(events: ak.Array, mother_pid: int, daughter_pids: tuple[int, ...]) -> np.ndarray:
+def truth_decay_mass(
+    events: ak.Array, mother_pid: int, daughter_pids: tuple[int, ...]
+) -> np.ndarray:
     """Invariant mass of the truth daughters (|pid| in ``daughter_pids``) of a resonance.
 
     The daughters are the hard-process entries (first copies) whose ``mother`` is a truth
@@ -42,10 +44,15 @@ def top_mass(events: ak.Array) -> np.ndarray:
     truth = events.truth
     is_top = (abs(truth.pid) == 6) & ((truth.flags & int(TruthFlag.RESONANCE)) != 0)
     out = []
-    for ev_truth, tops in zip(ak.to_list(truth), ak.to_list(ak.local_index(truth)[is_top]), strict=True):
+    for ev_truth, tops in zip(
+        ak.to_list(truth), ak.to_list(ak.local_index(truth)[is_top]), strict=True
+    ):
         for t in tops:
-            dau = [i for i, p in enumerate(ev_truth)
-                   if p["mother"] == t and p["flags"] & int(TruthFlag.HARD)]
+            dau = [
+                i
+                for i, p in enumerate(ev_truth)
+                if p["mother"] == t and p["flags"] & int(TruthFlag.HARD)
+            ]
             if len(dau) < 2:
                 continue
             px = sum(ev_truth[i]["px"] for i in dau)
@@ -63,7 +70,7 @@ def dilepton_mass(events: ak.Array, pt_min: float = 20.0, eta_max: float = 2.5) 
     lep = lep[ak.argsort(lep.pt, ascending=False)]
     pairs = ak.combinations(lep, 2)
     a, b = ak.unzip(pairs)
-    ok = (a.pid == -b.pid)
+    ok = a.pid == -b.pid
     good = pairs[ok]
     first = ak.drop_none(ak.firsts(good))
     return ak.to_numpy((first["0"] + first["1"]).mass)
@@ -94,8 +101,10 @@ def format_table(rows: list[dict]) -> str:
     lines = [head, "-" * len(head)]
     for r in rows:
         sig = f"{r['sigma_pb']:.4g}+-{r['sigma_err_pb']:.2g}"
-        lines.append(f"{r['process']:<14}{r['events']:>8}{sig:>16}{r['mean_particles']:>11.1f}"
-                     f"{r['mean_charged']:>13.1f}")
+        lines.append(
+            f"{r['process']:<14}{r['events']:>8}{sig:>16}{r['mean_particles']:>11.1f}"
+            f"{r['mean_charged']:>13.1f}"
+        )
     return "\n".join(lines)
 
 
@@ -111,21 +120,27 @@ def plot_demo(samples: Mapping[str, ak.Array], path: str | Path) -> Path:
     fig, axes = plt.subplots(1, 3, figsize=(24, 7.5))
     if "z_ll" in samples:
         m = dilepton_mass(samples["z_ll"])
-        axes[0].hist(m, bins=np.linspace(60, 120, 61), histtype="step", lw=2, label="Z -> ll, OSSF e/mu")
+        axes[0].hist(
+            m, bins=np.linspace(60, 120, 61), histtype="step", lw=2, label="Z -> ll, OSSF e/mu"
+        )
         axes[0].axvline(91.1876, color="grey", ls="--", label="PDG $m_Z$")
         axes[0].set_xlabel("$m_{\\ell\\ell}$ [GeV]")
         axes[0].set_ylabel("events / GeV")
         axes[0].legend(fontsize=16)
     if "ttbar" in samples:
         mt = top_mass(samples["ttbar"])
-        axes[1].hist(mt, bins=np.linspace(150, 200, 51), histtype="step", lw=2, label="t -> W b (truth)")
+        axes[1].hist(
+            mt, bins=np.linspace(150, 200, 51), histtype="step", lw=2, label="t -> W b (truth)"
+        )
         axes[1].axvline(172.5, color="grey", ls="--", label="$m_t$ = 172.5 GeV")
         axes[1].set_xlabel("$m(\\mathrm{decay\\ products})$ [GeV]")
         axes[1].set_ylabel("tops / GeV")
         axes[1].legend(fontsize=16)
     for name, ev in samples.items():
         n = ak.to_numpy(ak.sum(ev.particles.charge != 0, axis=1))
-        axes[2].hist(n, bins=np.linspace(0, 700, 71), histtype="step", lw=2, density=True, label=name)
+        axes[2].hist(
+            n, bins=np.linspace(0, 700, 71), histtype="step", lw=2, density=True, label=name
+        )
     axes[2].set_xlabel("charged final-state particles")
     axes[2].set_ylabel("a.u.")
     axes[2].legend(fontsize=16)
