@@ -226,3 +226,19 @@ def test_luminosity_weights_are_unit_for_unweighted_generation(zmumu_dataset):
     ev = load(zmumu_dataset.directory, columns=["weight", "n_pileup"], vector=False)
     assert np.all(ak.to_numpy(ev.weight) == 1.0)
     assert ev.fields == ["weight", "n_pileup"]
+
+
+def test_existing_scheduler_address(tmp_path, zmumu_dataset, zmumu_config):
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        ds = generate(
+            dataclasses.replace(zmumu_config, n_events=100),
+            tmp_path / "sched",
+            scheduler=cluster.scheduler_address,
+            progress=False,
+        )
+    # The first chunk is the same bytes as in the 3-chunk dataset made on a LocalCluster.
+    assert shas(ds)[0] == shas(zmumu_dataset)[0]
