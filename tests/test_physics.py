@@ -157,3 +157,26 @@ def test_same_seed_same_events_other_seed_other_events():
     c, _ = chunk("z_ll", 20, seed=6)
     assert ak.array_equal(a, b)
     assert not ak.array_equal(a.particles.px, c.particles.px)
+
+
+def test_qcd_dijet_respects_the_pthat_range():
+    events, meta = chunk("qcd_dijet", 40, params={"pthat_min": 200, "pthat_max": 300})
+    t = events.truth
+    outgoing = t[((t.flags & int(TruthFlag.HARD)) != 0) & (abs(t.status) == 23)]
+    assert ak.all(ak.num(outgoing) == 2)  # 2 -> 2 scattering
+    # pTHat is the transverse momentum of the outgoing partons (massless, before showering);
+    # 1 GeV of tolerance covers the small mass of c/b quarks.
+    pt = ak.to_numpy(outgoing.pt[:, 0])
+    assert np.all((pt > 199.0) & (pt < 301.0))
+    # sigma(pTHat in 200-300 GeV) at 13.6 TeV at LO: of order 1e5 pb.
+    assert 1e4 < meta["sigma_pb"] < 1e6
+
+
+def test_vh_bb_higgs_decays_to_b_quarks_at_125_gev():
+    events, _ = chunk("vh_bb", 40)
+    m = truth_decay_mass(events, 25, (5,))
+    assert len(m) == len(events)
+    # The b quarks from the decay add up to the Higgs line shape: m_H = 125 GeV, width 4 MeV
+    # with Pythia's Breit-Wigner tails: all within 0.5 GeV, the median within 0.02 GeV.
+    assert np.all(np.abs(m - 125.0) < 0.5)
+    assert np.median(m) == pytest.approx(125.0, abs=0.02)
