@@ -92,6 +92,9 @@ def test_root_round_trip(tmp_path, zmumu_dataset, zmumu_config):
     parquet_events = read_chunk(zmumu_dataset.directory / zmumu_dataset.chunks[0]["file"])
     assert root_events.fields == parquet_events.fields
     assert ak.array_equal(root_events, parquet_events)
+    some = load(tmp_path / "root", columns=["weight", "particles"], vector=False)
+    assert some.fields == ["weight", "particles"]
+    assert ak.array_equal(some.particles, parquet_events.particles)
 
 
 def test_corrupted_chunk_is_detected_and_repaired(tmp_path, zmumu_dataset, zmumu_config):

@@ -31,6 +31,10 @@ class PythiaSettingError(ConfigError):
     """Pythia 8 rejected a setting; the message quotes Pythia."""
 
 
+class GenerationError(ColliderlabError, RuntimeError):
+    """The generator could not produce events with the given settings."""
+
+
 class DatasetError(ColliderlabError, ValueError):
     """A directory or file is not a (compatible) colliderlab dataset."""
 

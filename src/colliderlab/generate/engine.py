@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from colliderlab.core.errors import GenerationError
 from colliderlab.core.seeding import as_generator, pythia_seed
 from colliderlab.core.units import C_MM_PER_NS, MB_TO_PB
 from colliderlab.generate.config import GenerationConfig
@@ -149,11 +150,10 @@ class ChunkGenerator:
         self.truth = _Columns(TRUTH_FIELDS)
         self.vistau = _Columns(VISTAU_FIELDS)
         self.event_cols: dict[str, list] = {"process_id": [], "weight": [], "n_pileup": []}
-        self.n_tried_hard = 0
 
     # ------------------------------------------------------------------ extraction
     def _final_state(self, event, interaction: int, truth: bool) -> int:
-        """Append the final-state particles of ``event``; collect truth if asked. Returns count."""
+        """Append the final-state particles of ``event`` (and truth if asked); return how many."""
         d = self.particles.data
         pid_a, ch_a, px_a, py_a, pz_a, e_a, m_a = (
             d["pid"].append,
@@ -217,7 +217,6 @@ class ChunkGenerator:
                         candidates.append(
                             (i, TruthFlag.B_HADRON if hf == 5 else TruthFlag.C_HADRON)
                         )
-        self.particles.counts.append(n)
         if truth:
             self._truth(event, candidates)
         return n
@@ -320,17 +319,17 @@ class ChunkGenerator:
         ev.reset()
         ev.append(pid, 1, 0, 0, 0, 0, 0, 0, px, pyy, pz, max(energy, mass), mass)
 
-    def _next(self, gen: Generator) -> None:
+    @staticmethod
+    def _next(gen: Generator) -> None:
         for _ in range(100):
-            self.n_tried_hard += 1
             if gen.pythia.next():
                 return
-        raise RuntimeError(
+        raise GenerationError(
             "Pythia failed to generate an event 100 times in a row; the settings are probably "
             "inconsistent (look for a kinematic cut that leaves no phase space)."
         )
 
-    def generate(self, n_events: int, progress=None) -> tuple[dict[str, Any], dict[str, Any]]:
+    def generate(self, n_events: int) -> tuple[dict[str, Any], dict[str, Any]]:
         """Generate ``n_events``; return (columns for the event array, chunk metadata)."""
         t0 = time.perf_counter()
         ev_cols = self.event_cols
@@ -340,26 +339,18 @@ class ChunkGenerator:
                 self._shoot()
             self._next(self.hard)
             hard = self.hard.pythia
-            n_hard = self._final_state(hard.event, 0, truth=self.gun is None)
+            n_particles = self._final_state(hard.event, 0, truth=self.gun is None)
             if self.gun is not None:
                 self._gun_truth(hard.event)
             n_pu = int(self.rng.poisson(self.config.pileup)) if self.pileup is not None else 0
-            per_int = [n_hard]
             for k in range(1, n_pu + 1):
                 self._next(self.pileup)
-                per_int.append(self._final_state(self.pileup.pythia.event, k, truth=False))
-            if n_pu:
-                # Merge the per-interaction counts of this event into one.
-                c = self.particles.counts
-                total = sum(c[-(n_pu + 1) :])
-                del c[-(n_pu + 1) :]
-                c.append(total)
+                n_particles += self._final_state(self.pileup.pythia.event, k, truth=False)
+            self.particles.counts.append(n_particles)
             vtx_counts.append(n_pu + 1)
             ev_cols["process_id"].append(0 if self.gun is not None else self.hard.info.code())
             ev_cols["weight"].append(1.0 if self.gun is not None else self.hard.info.weight())
             ev_cols["n_pileup"].append(n_pu)
-            if progress is not None:
-                progress(1)
         seconds = time.perf_counter() - t0
         info = self.hard.info
         if self.gun is None:
@@ -434,15 +425,13 @@ class ChunkGenerator:
         }
 
 
-def generate_chunk(
-    config: GenerationConfig, index: int, seed_seq: np.random.SeedSequence, progress=None
-):
+def generate_chunk(config: GenerationConfig, index: int, seed_seq: np.random.SeedSequence):
     """Generate chunk ``index`` of ``config``; return (awkward events, metadata dict)."""
     from colliderlab.io.events import build_events
 
     gen = ChunkGenerator(config, seed_seq)
     n = config.chunk_events(index)
-    columns, meta = gen.generate(n, progress=progress)
+    columns, meta = gen.generate(n)
     first_id = index * config.chunk_size
     events = build_events(columns, np.arange(first_id, first_id + n, dtype=np.int64))
     return events, meta

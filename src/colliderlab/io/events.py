@@ -41,8 +41,3 @@ def with_vector(events: ak.Array) -> ak.Array:
         if name in events.fields:
             out = ak.with_field(out, ak.with_name(events[name], "Momentum4D"), name)
     return ak.Array(out, behavior=vector.backends.awkward.behavior)
-
-
-def without_names(events: ak.Array) -> ak.Array:
-    """Strip record names and behaviours (they are attached on read, never stored)."""
-    return ak.Array(ak.without_parameters(events))

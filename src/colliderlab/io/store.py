@@ -75,7 +75,14 @@ def _read_root(path: Path, columns: Sequence[str] | None) -> ak.Array:
     with uproot.open(path) as f:
         if TREE_NAME not in f:
             raise DatasetError(f"{path} has no TTree {TREE_NAME!r}; it is not a colliderlab chunk.")
-        flat = f[TREE_NAME].arrays()
+        wanted = None if columns is None else set(columns)
+        flat = f[TREE_NAME].arrays(
+            filter_name=None
+            if wanted is None
+            else lambda name: (
+                name in wanted or name.partition("_")[0] in wanted or name[1:] in wanted
+            )
+        )
     out: dict[str, Any] = {}
     for key in flat.fields:
         if key.startswith("n") and any(k.startswith(key[1:] + "_") for k in flat.fields):
@@ -85,11 +92,7 @@ def _read_root(path: Path, columns: Sequence[str] | None) -> ak.Array:
             out.setdefault(coll, {})[field] = flat[key]
         else:
             out[key] = flat[key]
-    fields = {
-        k: (ak.zip(v, depth_limit=2) if isinstance(v, dict) else v)
-        for k, v in out.items()
-        if columns is None or k in columns
-    }
+    fields = {k: (ak.zip(v, depth_limit=2) if isinstance(v, dict) else v) for k, v in out.items()}
     return ak.zip(fields, depth_limit=1)
 
 
