@@ -112,7 +112,8 @@ def dask_run(config, workers: int) -> tuple[float, int]:
 
     The cluster is started before the clock starts: this is the generation throughput.
     """
-    from colliderlab.generate.run import dask_client, generate
+    from colliderlab.generate.run import generate
+    from colliderlab.io.chunked import dask_client
 
     with tempfile.TemporaryDirectory() as tmp, dask_client(workers) as client:
         client.wait_for_workers(workers)
