@@ -74,6 +74,58 @@ def _add_generate(sub) -> None:
     p.set_defaults(func="colliderlab.cli.generate:run")
 
 
+def _add_simulate(sub) -> None:
+    p = sub.add_parser(
+        "simulate",
+        help="fast detector simulation of a generated dataset (chunked, resumable)",
+        description="Run the Delphes-class detector simulation over a generated dataset.",
+    )
+    p.add_argument("input", help="generated dataset directory")
+    p.add_argument("-o", "--output", required=True, help="output dataset directory")
+    _add_sim_options(p)
+    p.set_defaults(func="colliderlab.cli.simulate:run")
+
+
+def _add_sim_options(p) -> None:
+    p.add_argument(
+        "--detector",
+        default="generic_lhc",
+        metavar="CARD",
+        help="detector card: a shipped name (generic_lhc) or a YAML file",
+    )
+    p.add_argument("--sim-seed", type=int, default=1, help="seed of the detector response (1)")
+    p.add_argument("--format", choices=("parquet", "root"), default="parquet")
+    p.add_argument("--workers", type=int, default=None, help="local Dask workers (default: cores)")
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="use an existing Dask scheduler, e.g. tcp://host:8786",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace another dataset in -o")
+    p.add_argument("--repair", action="store_true", help="remake corrupted chunks")
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: when stderr is a terminal)",
+    )
+
+
+def _add_pipeline(sub) -> None:
+    p = sub.add_parser("pipeline", help="generate and simulate in one go: DIR/gen and DIR/reco")
+    p.add_argument("process", help="process name (see generate --list)")
+    p.add_argument("-n", "--events", type=int, required=True, help="number of events")
+    p.add_argument("-o", "--output", required=True, help="output directory")
+    p.add_argument("--seed", type=int, default=1, help="generation seed (default 1)")
+    p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("--set", action="append", default=[], dest="settings", metavar="KEY=VALUE")
+    p.add_argument("--pileup", type=float, default=0.0, metavar="MU")
+    p.add_argument("--chunk-size", type=int, default=500)
+    _add_sim_options(p)
+    p.set_defaults(func="colliderlab.cli.simulate:run_pipeline")
+
+
 def _add_info(sub) -> None:
     p = sub.add_parser("info", help="summarise and verify a dataset")
     p.add_argument("dataset", help="dataset directory")
@@ -130,7 +182,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"colliderlab {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_generate, _add_info, _add_export, _add_bench, _add_demo, _add_env):
+    for add in (
+        _add_generate,
+        _add_simulate,
+        _add_pipeline,
+        _add_info,
+        _add_export,
+        _add_bench,
+        _add_demo,
+        _add_env,
+    ):
         add(sub)
     return parser
 

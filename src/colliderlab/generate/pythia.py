@@ -10,12 +10,9 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
+from colliderlab.core.capture import capture_stdout
 from colliderlab.core.errors import PythiaSettingError
 
 #: Settings applied before any process setting: silence Pythia, and leave particles with
@@ -28,24 +25,6 @@ BASE_SETTINGS = (
     "ParticleDecays:limitTau0 = on",
     "ParticleDecays:tau0Max = 10.",
 )
-
-
-@contextlib.contextmanager
-def capture_stdout() -> Iterator[list[str]]:
-    """Capture what C++ code prints on file descriptor 1; the text is appended to the list."""
-    out: list[str] = []
-    sys.stdout.flush()
-    saved = os.dup(1)
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 1)
-        try:
-            yield out
-        finally:
-            sys.stdout.flush()
-            os.dup2(saved, 1)
-            os.close(saved)
-            tmp.seek(0)
-            out.append(tmp.read().decode(errors="replace"))
 
 
 def _pythia_message(text: str) -> str:

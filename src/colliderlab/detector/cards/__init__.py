@@ -1,0 +1,1 @@
+"""Detector cards shipped with colliderlab (package data)."""

@@ -1,0 +1,310 @@
+"""The fast simulation of one chunk of generated events (vectorised over the whole chunk).
+
+Order of the steps (as in Delphes): propagation in the solenoid -> tracking efficiency and
+momentum smearing -> ECAL/HCAL deposits, lateral spread, tower smearing and thresholds ->
+particle flow (tracks + neutral excess over the tracks in each tower) -> primary vertex and
+charged-hadron subtraction of pile-up -> electrons, muons, photons with efficiency and
+isolation -> jets, flavour, b/tau tags, substructure (:mod:`colliderlab.detector.jets`) ->
+missing transverse momentum.
+"""
+
+from __future__ import annotations
+
+import awkward as ak
+import numpy as np
+
+from colliderlab.core.capture import capture_stdout
+from colliderlab.detector.calorimeter import TowerGridMap
+from colliderlab.detector.card import DetectorCard
+from colliderlab.detector.physics import (
+    ELECTRON_MASS,
+    INVISIBLE,
+    MUON_MASS,
+    PION_MASS,
+    delta_phi,
+    propagate_to_calorimeter,
+    pt_eta_phi,
+)
+from colliderlab.io.events import jagged
+
+#: PF candidate types (CMS particle-flow pdgId convention).
+PF_CHARGED_HADRON, PF_ELECTRON, PF_MUON, PF_PHOTON, PF_NEUTRAL_HADRON = 211, 11, 13, 22, 130
+_TRACK_KINDS = ("hadron", "electron", "muon")
+_TRACK_MASS = np.array([PION_MASS, ELECTRON_MASS, MUON_MASS])
+_TRACK_PF = np.array([PF_CHARGED_HADRON, PF_ELECTRON, PF_MUON])
+
+
+def _group(event: np.ndarray, n_events: int, columns: dict[str, np.ndarray]) -> ak.Array:
+    """Jagged per-event collection from flat columns with an event index (stable order)."""
+    order = np.argsort(event, kind="stable")
+    counts = np.bincount(event, minlength=n_events)
+    return jagged({k: v[order] for k, v in columns.items()}, counts)
+
+
+def _local_index(event: np.ndarray, n_events: int) -> np.ndarray:
+    """Position of each entry within its event (entries sorted by event)."""
+    counts = np.bincount(event, minlength=n_events)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    return np.arange(len(event)) - np.repeat(starts, counts)
+
+
+class FastSimulation:
+    """Runs the detector card over events; ``__call__(events, rng) -> reconstructed events``."""
+
+    def __init__(self, card: DetectorCard) -> None:
+        self.card = card
+        self.ecal = TowerGridMap(card.ecal)
+        self.hcal = TowerGridMap(card.hcal)
+
+    def __call__(self, events: ak.Array, rng: np.random.Generator) -> ak.Array:
+        from colliderlab.detector.jets import reconstruct_jets
+
+        card = self.card
+        n_ev = len(events)
+        p = events.particles
+        counts = ak.to_numpy(ak.num(p))
+        ev = np.repeat(np.arange(n_ev), counts)
+        col = {
+            f: ak.to_numpy(ak.flatten(p[f])) for f in ("pid", "charge", "px", "py", "pz", "E", "vz")
+        }
+        pid, charge, e_true, vz = col["pid"], col["charge"], col["E"], col["vz"]
+        apid = np.abs(pid)
+        pt, eta, phi = pt_eta_phi(col["px"], col["py"], col["pz"])
+        gen_index = _local_index(ev, n_ev)
+        visible = ~np.isin(apid, INVISIBLE)
+
+        # ------------------------------------------------------------------ tracking
+        tk = card.tracker
+        kind = np.where(apid == 11, 1, np.where(apid == 13, 2, 0))
+        eff = np.zeros(len(pt))
+        res = np.zeros(len(pt))
+        for k, name in enumerate(_TRACK_KINDS):
+            sel = kind == k
+            eff[sel] = tk.efficiency[name](pt[sel], np.abs(eta[sel]))
+            res[sel] = tk.resolution[name](pt[sel], np.abs(eta[sel]))
+        has_track = (
+            (charge != 0)
+            & visible
+            & (np.abs(eta) < tk.eta_max)
+            & (pt > tk.pt_min)
+            & (rng.random(len(pt)) < eff)
+        )
+        t = np.flatnonzero(has_track)
+        t_pt = np.abs(pt[t] * (1.0 + res[t] * rng.standard_normal(len(t))))
+        t_eta, t_phi, t_kind = eta[t], phi[t], kind[t]
+        t_vz = vz[t] + tk.z_resolution * rng.standard_normal(len(t))
+        t_energy = np.sqrt((t_pt * np.cosh(t_eta)) ** 2 + _TRACK_MASS[t_kind] ** 2)
+
+        # ------------------------------------------------------------------ calorimeters
+        f = card.field
+        reached, eta_c, phi_c = propagate_to_calorimeter(
+            pt, col["pz"], phi, charge, vz, f.bz, f.radius, f.half_length
+        )
+        f_ecal = np.where(
+            np.isin(apid, (11, 22)), 1.0, np.where(np.isin(apid, (310, 3122)), 0.3, 0.0)
+        )
+        in_calo = reached & visible & (apid != 13)
+        towers = {}
+        for name, cmap, frac in (("ecal", self.ecal, f_ecal), ("hcal", self.hcal, 1.0 - f_ecal)):
+            s = in_calo & (frac > 0)
+            keys, true_e = cmap.deposit(ev[s], eta_c[s], phi_c[s], e_true[s] * frac[s])
+            towers[name] = cmap.measure(keys, true_e, rng)
+
+        # ------------------------------------------------------------------ particle flow
+        t_reached = reached[t]
+        neutrals = []
+        for name, cmap, track_kinds, pf_id in (
+            ("ecal", self.ecal, (1,), PF_PHOTON),
+            ("hcal", self.hcal, (0,), PF_NEUTRAL_HADRON),
+        ):
+            tw = towers[name]
+            calo = card.ecal if name == "ecal" else card.hcal
+            use = t_reached & np.isin(t_kind, track_kinds)
+            # Expected charged deposit per tower: the tracks' energies spread like showers.
+            tkeys, texp = cmap.deposit(ev[t][use], eta_c[t][use], phi_c[t][use], t_energy[use])
+            pos = np.searchsorted(tw.key, tkeys)
+            ok = pos < len(tw.key)
+            ok[ok] = tw.key[pos[ok]] == tkeys[ok]
+            expected = np.bincount(pos[ok], weights=texp[ok], minlength=len(tw.key))
+            excess = tw.energy - expected
+            sigma_expected = calo.resolution.sigma(expected, np.abs(tw.eta))
+            keep = (excess > calo.energy_min) & (excess > calo.significance_min * sigma_expected)
+            neutrals.append((tw.event[keep], excess[keep], tw.eta[keep], tw.phi[keep], pf_id))
+
+        # ------------------------------------------------------------------ vertex, CHS
+        pv_z = ak.to_numpy(events.vertices.z[:, 0]).astype(float)
+        pv_z = pv_z + card.pv_z_resolution * rng.standard_normal(n_ev)
+        t_ev = ev[t]
+        t_from_pv = np.abs(t_vz - pv_z[t_ev]) < card.jets.pileup_dz_max
+
+        track_cols = {
+            "pt": t_pt,
+            "eta": t_eta,
+            "phi": t_phi,
+            "mass": _TRACK_MASS[t_kind],
+            "charge": charge[t].astype(np.int8),
+            "vz": t_vz.astype(np.float32),
+            "pid": pid[t].astype(np.int32),
+            "gen_index": gen_index[t].astype(np.int32),
+            "from_pv": t_from_pv,
+        }
+        n_tracks = np.bincount(t_ev, minlength=n_ev)
+        t_local = _local_index(t_ev, n_ev)
+
+        pf_ev = [t_ev]
+        pf = {
+            "pt": [t_pt],
+            "eta": [t_eta],
+            "phi": [t_phi],
+            "mass": [_TRACK_MASS[t_kind]],
+            "charge": [charge[t].astype(np.int8)],
+            "pid": [(_TRACK_PF[t_kind] * np.where(charge[t] > 0, 1, -1)).astype(np.int32)],
+            "track_index": [t_local.astype(np.int32)],
+            "from_pv": [t_from_pv],
+        }
+        for n_event, energy, n_eta, n_phi, pf_id in neutrals:
+            pf_ev.append(n_event)
+            pf["pt"].append(energy / np.cosh(n_eta))
+            pf["eta"].append(n_eta)
+            pf["phi"].append(n_phi)
+            pf["mass"].append(np.zeros(len(energy)))
+            pf["charge"].append(np.zeros(len(energy), dtype=np.int8))
+            pf["pid"].append(np.full(len(energy), pf_id, dtype=np.int32))
+            pf["track_index"].append(np.full(len(energy), -1, dtype=np.int32))
+            pf["from_pv"].append(np.ones(len(energy), dtype=bool))
+        pf_event = np.concatenate(pf_ev)
+        pf_flat = {k: np.concatenate(v) for k, v in pf.items()}
+        pf_cands = _group(pf_event, n_ev, pf_flat)
+
+        # ------------------------------------------------------------------ leptons, photons
+        tracks = jagged(track_cols, n_tracks)
+        pf_index = ak.local_index(pf_cands)
+        # the PF candidate of track j of event i is its j-th candidate (tracks come first)
+        muons = self._leptons(tracks, pf_cands, 13, card.muon, rng)
+        electrons = self._leptons(tracks, pf_cands, 11, card.electron, rng)
+        photons = self._photons(pf_cands, pf_index, rng)
+
+        # ------------------------------------------------------------------ MET
+        px = ak.sum(pf_cands.pt * np.cos(pf_cands.phi), axis=1)
+        py = ak.sum(pf_cands.pt * np.sin(pf_cands.phi), axis=1)
+        met = ak.zip(
+            {
+                "pt": np.hypot(ak.to_numpy(px), ak.to_numpy(py)),
+                "phi": np.arctan2(-ak.to_numpy(py), -ak.to_numpy(px)),
+                "sumet": ak.to_numpy(ak.sum(pf_cands.pt, axis=1)),
+            }
+        )
+        inv = visible == 0
+        inv_ev = ev[inv & (ak.to_numpy(ak.flatten(p.pileup)) == 0)]
+        gpx = np.bincount(
+            inv_ev,
+            weights=col["px"][inv & (ak.to_numpy(ak.flatten(p.pileup)) == 0)],
+            minlength=n_ev,
+        )
+        gpy = np.bincount(
+            inv_ev,
+            weights=col["py"][inv & (ak.to_numpy(ak.flatten(p.pileup)) == 0)],
+            minlength=n_ev,
+        )
+        gen_met = ak.zip({"pt": np.hypot(gpx, gpy), "phi": np.arctan2(gpy, gpx)})
+
+        with capture_stdout():  # FastJet prints its banner on first use
+            jets = reconstruct_jets(events, pf_cands, card, rng)
+
+        out = {
+            "event_id": events.event_id,
+            "process_id": events.process_id,
+            "weight": events.weight,
+            "n_pileup": events.n_pileup,
+            "PV": ak.zip({"z": pv_z, "n_tracks": ak.to_numpy(ak.sum(tracks.from_pv, axis=1))}),
+            "MET": met,
+            "GenMET": gen_met,
+            "Track": tracks,
+            "PFCand": pf_cands,
+            "Electron": electrons,
+            "Muon": muons,
+            "Photon": photons,
+            **jets,
+            "GenPart": events.truth,
+            "GenVisTau": events.vistau,
+        }
+        return ak.zip(out, depth_limit=1)
+
+    # ----------------------------------------------------------------------------- objects
+    def _isolation(self, cand, pf_cands, exclude, cfg) -> ak.Array:
+        """Relative isolation: sum pT of PF candidates (from the PV, pT > min) in the cone / pT."""
+        pairs = ak.cartesian(
+            {
+                "c": cand,
+                "p": ak.zip(
+                    {
+                        "pt": pf_cands.pt,
+                        "eta": pf_cands.eta,
+                        "phi": pf_cands.phi,
+                        "from_pv": pf_cands.from_pv,
+                        "index": ak.local_index(pf_cands),
+                    }
+                ),
+            },
+            nested=True,
+        )
+        c, q = pairs.c, pairs.p
+        dr2 = (c.eta - q.eta) ** 2 + delta_phi(c.phi, q.phi) ** 2
+        inside = (dr2 < cfg.isolation_dr**2) & (q.pt > cfg.isolation_pt_min) & q.from_pv
+        inside = inside & (q.index != exclude)
+        return ak.sum(ak.where(inside, q.pt, 0.0), axis=-1) / cand.pt
+
+    def _leptons(self, tracks, pf_cands, apid, cfg, rng) -> ak.Array:
+        """Electrons or muons: tracks of that flavour, efficiency, isolation (from PF)."""
+        idx = ak.local_index(tracks)
+        sel = (abs(tracks.pid) == apid) & (tracks.pt > cfg.pt_min) & (abs(tracks.eta) < cfg.eta_max)
+        cand = tracks[sel]
+        cand_idx = idx[sel]
+        flat_pt = ak.to_numpy(ak.flatten(cand.pt))
+        flat_eta = ak.to_numpy(ak.flatten(cand.eta))
+        passed = rng.random(len(flat_pt)) < cfg.efficiency(flat_pt, np.abs(flat_eta))
+        passed = ak.unflatten(passed, ak.num(cand))
+        cand, cand_idx = cand[passed], cand_idx[passed]
+        iso = self._isolation(cand, pf_cands, cand_idx, cfg)
+        keep = iso < cfg.isolation_max
+        cand = cand[keep]
+        return ak.zip(
+            {
+                "pt": cand.pt,
+                "eta": cand.eta,
+                "phi": cand.phi,
+                "mass": cand.mass,
+                "charge": cand.charge,
+                "iso": iso[keep],
+                "track_index": cand_idx[keep],
+                "gen_index": cand.gen_index,
+            }
+        )
+
+    def _photons(self, pf_cands, pf_index, rng) -> ak.Array:
+        cfg = self.card.photon
+        sel = (
+            (pf_cands.pid == PF_PHOTON)
+            & (pf_cands.pt > cfg.pt_min)
+            & (abs(pf_cands.eta) < cfg.eta_max)
+        )
+        cand, cand_idx = pf_cands[sel], pf_index[sel]
+        flat_pt = ak.to_numpy(ak.flatten(cand.pt))
+        flat_eta = ak.to_numpy(ak.flatten(cand.eta))
+        passed = ak.unflatten(
+            rng.random(len(flat_pt)) < cfg.efficiency(flat_pt, np.abs(flat_eta)), ak.num(cand)
+        )
+        cand, cand_idx = cand[passed], cand_idx[passed]
+        iso = self._isolation(cand, pf_cands, cand_idx, cfg)
+        keep = iso < cfg.isolation_max
+        cand = cand[keep]
+        return ak.zip(
+            {
+                "pt": cand.pt,
+                "eta": cand.eta,
+                "phi": cand.phi,
+                "mass": cand.mass,
+                "iso": iso[keep],
+                "pf_index": cand_idx[keep],
+            }
+        )
