@@ -144,7 +144,7 @@ class Calorimeter:
 
 @dataclasses.dataclass(frozen=True)
 class Field:
-    """The solenoid: axial field ``bz`` (T) over a cylinder of ``radius`` and ``half_length`` (mm)."""
+    """The solenoid: axial field ``bz`` (T) in a cylinder of ``radius``, ``half_length`` (mm)."""
 
     bz: float
     radius: float
@@ -421,8 +421,9 @@ def load_card(card: str | Path | DetectorCard = "generic_lhc") -> DetectorCard:
         path = Path(card)
         if not path.is_file():
             raise UnknownNameError(
-                f"no detector card {str(card)!r}: neither a shipped card ({', '.join(SHIPPED_CARDS)})"
-                f"{did_you_mean(str(card), SHIPPED_CARDS)} nor a YAML file."
+                f"no detector card {str(card)!r}: neither a shipped card "
+                f"({', '.join(SHIPPED_CARDS)}){did_you_mean(str(card), SHIPPED_CARDS)} nor a "
+                "YAML file."
             )
         text = path.read_text()
         source = str(path)
