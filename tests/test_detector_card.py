@@ -26,7 +26,10 @@ def test_generic_lhc_follows_the_delphes_cms_card():
     # Delphes CMS hadron tracking efficiency: 0.95 (|eta| < 1.5, pT > 1 GeV), 0.85 endcap.
     eff = card.tracker.efficiency["hadron"]
     assert eff(np.array([5.0, 5.0, 0.5, 0.05]), np.array([0.3, 2.0, 0.3, 0.3])).tolist() == [
-        0.95, 0.85, 0.70, 0.0,
+        0.95,
+        0.85,
+        0.70,
+        0.0,
     ]
     # sigma(pT)/pT of charged hadrons at 100 GeV, |eta| < 0.5: sqrt(0.01^2 + 0.015^2) = 1.8%
     res = card.tracker.resolution["hadron"](np.array([100.0]), np.array([0.2]))

@@ -139,7 +139,9 @@ def reconstruct_jets(events, pf_cands, card: DetectorCard, rng) -> dict[str, ak.
         constituents = pf_idx[keep]
         fields["btag"] = _tag(rng, fields["pt"], fields["eta"], fields["hadron_flavour"], card.btag)
         if name == "FatJet":
-            fields.update(substructure(pf_cands, constituents, r))
+            with warnings.catch_warnings():  # FastJet warns on exclusive C/A jets: intended
+                warnings.simplefilter("ignore", UserWarning)
+                fields.update(substructure(pf_cands, constituents, r))
         out[name] = ak.zip(fields)
         jet_idx = ak.local_index(constituents, axis=1) * ak.ones_like(constituents)
         out[f"{name}PFCand"] = ak.zip(
@@ -154,19 +156,18 @@ def reconstruct_jets(events, pf_cands, card: DetectorCard, rng) -> dict[str, ak.
 
 
 def substructure(pf_cands, constituents: ak.Array, r: float) -> dict[str, ak.Array]:
-    """Soft-drop mass and N-subjettiness (tau1..3, beta = 1) of jets given their PF indices."""
+    """Soft-drop mass, N-subjettiness tau_1..tau_3 (beta = 1) and the ratios tau_21, tau_32
+    of jets given the indices of their PF candidates."""
     import fastjet
 
     n_jets = ak.num(constituents)
     c = _gather_per_jet(pf_cands, constituents)  # (jets) * var * candidates
     zeros = ak.unflatten(np.zeros(int(ak.sum(n_jets))), n_jets)
     if len(c) == 0:
-        return {k: zeros for k in ("msoftdrop", "tau1", "tau2", "tau3")}
+        return {k: zeros for k in ("msoftdrop", "tau_1", "tau_2", "tau_3", "tau_21", "tau_32")}
     p4 = _p4(c.pt, c.eta, c.phi, c.mass)
     cs = fastjet.ClusterSequence(p4, fastjet.JetDefinition(fastjet.cambridge_algorithm, r))
-    with warnings.catch_warnings():  # FastJet warns about exclusive C/A jets: intended here
-        warnings.simplefilter("ignore", UserWarning)
-        sd = cs.exclusive_jets_softdrop_grooming(njets=1, beta=0, symmetry_cut=0.1, R0=r)
+    sd = cs.exclusive_jets_softdrop_grooming(njets=1, beta=0, symmetry_cut=0.1, R0=r)
     msd = np.asarray(ak.to_numpy(sd.msoftdrop), dtype=float).reshape(-1)
     n_const = ak.to_numpy(ak.num(c))
     taus = {}
@@ -196,8 +197,18 @@ def substructure(pf_cands, constituents: ak.Array, r: float) -> dict[str, ak.Arr
             )
             num = ak.sum(cc.pt * ak.min(dr, axis=-1), axis=-1)
             tau[ok] = ak.to_numpy(num) / (pt_sum[ok] * r)
-        taus[f"tau{n}"] = ak.unflatten(tau, n_jets)
-    return {"msoftdrop": ak.unflatten(msd, n_jets), **taus}
+        taus[n] = tau
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = {
+            "tau_21": np.where(taus[1] > 0, taus[2] / taus[1], 0.0),
+            "tau_32": np.where(taus[2] > 0, taus[3] / taus[2], 0.0),
+        }
+    # (named tau_N: vector's behaviour reserves tau2 for the squared proper time)
+    return {
+        "msoftdrop": ak.unflatten(msd, n_jets),
+        **{f"tau_{n}": ak.unflatten(v, n_jets) for n, v in taus.items()},
+        **{k: ak.unflatten(v, n_jets) for k, v in ratios.items()},
+    }
 
 
 def _taus(events, jets, jet_cands, pf_cands, card, rng) -> ak.Array:

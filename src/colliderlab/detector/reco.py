@@ -30,6 +30,8 @@ from colliderlab.io.events import jagged
 #: PF candidate types (CMS particle-flow pdgId convention).
 PF_CHARGED_HADRON, PF_ELECTRON, PF_MUON, PF_PHOTON, PF_NEUTRAL_HADRON = 211, 11, 13, 22, 130
 _TRACK_KINDS = ("hadron", "electron", "muon")
+#: Photons this close to an electron are its FSR/bremsstrahlung and are added to it.
+ELECTRON_DRESSING_DR = 0.05
 _TRACK_MASS = np.array([PION_MASS, ELECTRON_MASS, MUON_MASS])
 _TRACK_PF = np.array([PF_CHARGED_HADRON, PF_ELECTRON, PF_MUON])
 
@@ -65,7 +67,8 @@ class FastSimulation:
         counts = ak.to_numpy(ak.num(p))
         ev = np.repeat(np.arange(n_ev), counts)
         col = {
-            f: ak.to_numpy(ak.flatten(p[f])) for f in ("pid", "charge", "px", "py", "pz", "E", "vz")
+            f: ak.to_numpy(ak.flatten(p[f]))
+            for f in ("pid", "charge", "px", "py", "pz", "E", "vx", "vy", "vz")
         }
         pid, charge, e_true, vz = col["pid"], col["charge"], col["E"], col["vz"]
         apid = np.abs(pid)
@@ -90,9 +93,14 @@ class FastSimulation:
             & (rng.random(len(pt)) < eff)
         )
         t = np.flatnonzero(has_track)
-        t_pt = np.abs(pt[t] * (1.0 + res[t] * rng.standard_normal(len(t))))
+        t_res = res[t]
+        t_pt = np.abs(pt[t] * (1.0 + t_res * rng.standard_normal(len(t))))
         t_eta, t_phi, t_kind = eta[t], phi[t], kind[t]
-        t_vz = vz[t] + tk.z_resolution * rng.standard_normal(len(t))
+        # z of the point of closest approach to the beam line (straight-line extrapolation
+        # over the mm-scale displacement of decay products): what the PV association uses.
+        d_xy = (col["vx"][t] * col["px"][t] + col["vy"][t] * col["py"][t]) / pt[t]
+        z0 = vz[t] - d_xy * col["pz"][t] / pt[t]
+        t_vz = z0 + tk.z_resolution * rng.standard_normal(len(t))
         t_energy = np.sqrt((t_pt * np.cosh(t_eta)) ** 2 + _TRACK_MASS[t_kind] ** 2)
 
         # ------------------------------------------------------------------ calorimeters
@@ -126,8 +134,18 @@ class FastSimulation:
             ok = pos < len(tw.key)
             ok[ok] = tw.key[pos[ok]] == tkeys[ok]
             expected = np.bincount(pos[ok], weights=texp[ok], minlength=len(tw.key))
+            # Its uncertainty: the calorimeter's at that energy and the tracks' momentum errors.
+            tvar_keys, tvar = cmap.deposit(
+                ev[t][use], eta_c[t][use], phi_c[t][use], (t_res[use] * t_energy[use]) ** 2
+            )
+            vpos = np.searchsorted(tw.key, tvar_keys)
+            vok = vpos < len(tw.key)
+            vok[vok] = tw.key[vpos[vok]] == tvar_keys[vok]
+            track_var = np.bincount(vpos[vok], weights=tvar[vok], minlength=len(tw.key))
             excess = tw.energy - expected
-            sigma_expected = calo.resolution.sigma(expected, np.abs(tw.eta))
+            sigma_expected = np.sqrt(
+                calo.resolution.sigma(expected, np.abs(tw.eta)) ** 2 + track_var
+            )
             keep = (excess > calo.energy_min) & (excess > calo.significance_min * sigma_expected)
             neutrals.append((tw.event[keep], excess[keep], tw.eta[keep], tw.phi[keep], pf_id))
 
@@ -137,6 +155,11 @@ class FastSimulation:
         t_ev = ev[t]
         t_from_pv = np.abs(t_vz - pv_z[t_ev]) < card.jets.pileup_dz_max
 
+        ecal_towers = _group(
+            towers["ecal"].event,
+            n_ev,
+            {"energy": towers["ecal"].energy, "eta": towers["ecal"].eta, "phi": towers["ecal"].phi},
+        )
         track_cols = {
             "pt": t_pt,
             "eta": t_eta,
@@ -147,6 +170,8 @@ class FastSimulation:
             "pid": pid[t].astype(np.int32),
             "gen_index": gen_index[t].astype(np.int32),
             "from_pv": t_from_pv,
+            "eta_calo": np.where(t_reached, eta_c[t], np.nan).astype(np.float32),
+            "phi_calo": np.where(t_reached, phi_c[t], np.nan).astype(np.float32),
         }
         n_tracks = np.bincount(t_ev, minlength=n_ev)
         t_local = _local_index(t_ev, n_ev)
@@ -181,7 +206,7 @@ class FastSimulation:
         pf_index = ak.local_index(pf_cands)
         # the PF candidate of track j of event i is its j-th candidate (tracks come first)
         muons = self._leptons(tracks, pf_cands, 13, card.muon, rng)
-        electrons = self._leptons(tracks, pf_cands, 11, card.electron, rng)
+        electrons = self._leptons(tracks, pf_cands, 11, card.electron, rng, ecal_towers)
         photons = self._photons(pf_cands, pf_index, rng)
 
         # ------------------------------------------------------------------ MET
@@ -231,30 +256,40 @@ class FastSimulation:
         return ak.zip(out, depth_limit=1)
 
     # ----------------------------------------------------------------------------- objects
-    def _isolation(self, cand, pf_cands, exclude, cfg) -> ak.Array:
-        """Relative isolation: sum pT of PF candidates (from the PV, pT > min) in the cone / pT."""
-        pairs = ak.cartesian(
-            {
-                "c": cand,
-                "p": ak.zip(
-                    {
-                        "pt": pf_cands.pt,
-                        "eta": pf_cands.eta,
-                        "phi": pf_cands.phi,
-                        "from_pv": pf_cands.from_pv,
-                        "index": ak.local_index(pf_cands),
-                    }
-                ),
-            },
-            nested=True,
-        )
-        c, q = pairs.c, pairs.p
+    def _isolation(self, cand, pf_cands, exclude, cfg, veto_photons: float = 0.0) -> ak.Array:
+        """Relative isolation: sum pT of PF candidates (from the PV, pT > min) in the cone / pT.
+
+        Photons closer than ``veto_photons`` (an electron's bremsstrahlung/FSR) do not count.
+        """
+        c, q = self._pairs(cand, pf_cands)
         dr2 = (c.eta - q.eta) ** 2 + delta_phi(c.phi, q.phi) ** 2
         inside = (dr2 < cfg.isolation_dr**2) & (q.pt > cfg.isolation_pt_min) & q.from_pv
         inside = inside & (q.index != exclude)
+        if veto_photons > 0:
+            inside = inside & ~((q.pid == PF_PHOTON) & (dr2 < veto_photons**2))
         return ak.sum(ak.where(inside, q.pt, 0.0), axis=-1) / cand.pt
 
-    def _leptons(self, tracks, pf_cands, apid, cfg, rng) -> ak.Array:
+    @staticmethod
+    def _pairs(cand, pf_cands):
+        fields = ("pt", "eta", "phi", "pid", "from_pv")
+        other = ak.zip({**{k: pf_cands[k] for k in fields}, "index": ak.local_index(pf_cands)})
+        pairs = ak.cartesian({"c": cand, "p": other}, nested=True)
+        return pairs.c, pairs.p
+
+    @staticmethod
+    def _ecal_energy(cand, ecal_towers) -> ak.Array:
+        """Electron energy from its ECAL cluster: the measured towers within
+        ``ELECTRON_DRESSING_DR`` of its calorimeter impact point (bremsstrahlung and FSR
+        photons included, as in an experiment's supercluster); direction from the track.
+        Without ECAL towers (outside the ECAL), the track momentum is kept."""
+        pairs = ak.cartesian({"c": cand, "t": ecal_towers}, nested=True)
+        c, tw = pairs.c, pairs.t
+        dr2 = (c.eta_calo - tw.eta) ** 2 + delta_phi(c.phi_calo, tw.phi) ** 2
+        energy = ak.sum(ak.where(dr2 < ELECTRON_DRESSING_DR**2, tw.energy, 0.0), axis=-1)
+        pt = ak.where(energy > 0, energy / np.cosh(cand.eta), cand.pt)
+        return ak.with_field(cand, pt, "pt")
+
+    def _leptons(self, tracks, pf_cands, apid, cfg, rng, ecal_towers=None) -> ak.Array:
         """Electrons or muons: tracks of that flavour, efficiency, isolation (from PF)."""
         idx = ak.local_index(tracks)
         sel = (abs(tracks.pid) == apid) & (tracks.pt > cfg.pt_min) & (abs(tracks.eta) < cfg.eta_max)
@@ -265,7 +300,10 @@ class FastSimulation:
         passed = rng.random(len(flat_pt)) < cfg.efficiency(flat_pt, np.abs(flat_eta))
         passed = ak.unflatten(passed, ak.num(cand))
         cand, cand_idx = cand[passed], cand_idx[passed]
-        iso = self._isolation(cand, pf_cands, cand_idx, cfg)
+        veto = ELECTRON_DRESSING_DR if apid == 11 else 0.0
+        iso = self._isolation(cand, pf_cands, cand_idx, cfg, veto_photons=veto)
+        if apid == 11:
+            cand = self._ecal_energy(cand, ecal_towers)
         keep = iso < cfg.isolation_max
         cand = cand[keep]
         return ak.zip(
