@@ -27,7 +27,8 @@ def reco_dataset(tmp_path_factory, zmumu_dataset):
 
 def test_simulated_dataset_is_complete_and_readable(reco_dataset, zmumu_dataset):
     m = reco_dataset.manifest
-    assert m["kind"] == "simulation" and m["complete"]
+    assert m["kind"] == "simulation"
+    assert m["complete"]
     assert reco_dataset.n_events == zmumu_dataset.n_events
     assert m["card"]["name"] == "generic_lhc"
     assert m["cross_section"] == zmumu_dataset.manifest["cross_section"]
@@ -105,7 +106,8 @@ def test_pipeline_command(tmp_path, capsys):
     )
     out = json.loads(capsys.readouterr().out)
     assert code == 0
-    assert out["generation"]["n_events"] == 60 and out["simulation"]["n_events"] == 60
+    assert out["generation"]["n_events"] == 60
+    assert out["simulation"]["n_events"] == 60
     assert Dataset(tmp_path / "p" / "reco").kind == "simulation"
 
 
