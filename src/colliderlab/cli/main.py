@@ -126,6 +126,16 @@ def _add_pipeline(sub) -> None:
     p.set_defaults(func="colliderlab.cli.simulate:run_pipeline")
 
 
+def _add_validate(sub) -> None:
+    p = sub.add_parser(
+        "validate-detector", help="physics validation plots of a detector card (docs/validation)"
+    )
+    p.add_argument("--detector", default="generic_lhc", metavar="CARD")
+    p.add_argument("-o", "--output", default="docs/validation", help="output directory")
+    p.add_argument("--scale", type=float, default=1.0, help="sample-size multiplier (1.0)")
+    p.set_defaults(func="colliderlab.cli.validate:run")
+
+
 def _add_info(sub) -> None:
     p = sub.add_parser("info", help="summarise and verify a dataset")
     p.add_argument("dataset", help="dataset directory")

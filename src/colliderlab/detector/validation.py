@@ -86,3 +86,124 @@ def reference_jet_resolution(pt: np.ndarray) -> np.ndarray:
     """The CMS reference resolution, interpolated linearly in ln(pT) between its points."""
     pts = np.log(list(CMS_JER_REFERENCE))
     return np.interp(np.log(np.asarray(pt, dtype=float)), pts, list(CMS_JER_REFERENCE.values()))
+
+
+# ----------------------------------------------------------------------------- full validation
+def _reco(process, n, seed, card, **kw):
+    from colliderlab.core.seeding import chunk_seed
+    from colliderlab.detector.reco import FastSimulation
+    from colliderlab.generate import GenerationConfig
+    from colliderlab.generate.engine import generate_chunk
+    from colliderlab.io.events import with_vector
+
+    cfg = GenerationConfig(process, n_events=n, seed=seed, chunk_size=n, **kw)
+    gen, _ = generate_chunk(cfg, 0, chunk_seed(seed, 0))
+    return with_vector(gen), with_vector(FastSimulation(card)(gen, np.random.default_rng(seed)))
+
+
+def _os_pair_masses(leptons):
+    two = leptons[ak.num(leptons) >= 2]
+    a, b = two[:, 0], two[:, 1]
+    return ak.to_numpy((a + b).mass[a.charge != b.charge])
+
+
+def run_validation(card, scale: float = 1.0, seed: int = 11) -> dict:
+    """Generate and simulate the validation samples; return the numbers and arrays to plot.
+
+    ``scale`` multiplies every sample size (1.0: ~3 minutes on one core).
+    """
+    from colliderlab.generate.engine import TruthFlag
+    from colliderlab.report.generation import core_peak
+
+    n = lambda k: max(50, int(k * scale))  # noqa: E731
+    out: dict = {"card": card.name}
+    # Z peaks
+    gen, zmm = _reco("z_ll", n(1500), seed, card, params={"flavour": "mu"})
+    _, zee = _reco("z_ll", n(1500), seed + 1, card, params={"flavour": "e"})
+    m_mm, m_ee = _os_pair_masses(zmm.Muon), _os_pair_masses(zee.Electron)
+    out["z_mumu"] = {"masses": m_mm, "peak": core_peak(m_mm, 81, 101)}
+    out["z_ee"] = {"masses": m_ee, "peak": core_peak(m_ee, 81, 101)}
+    # tracks: pT resolution of charged hadrons vs pT (|eta| < 0.5), and efficiency
+    t = zmm.Track
+    truth = gen.particles[t.gen_index]
+    pt_gen = ak.to_numpy(ak.flatten(truth.pt))
+    ratio = ak.to_numpy(ak.flatten(t.pt)) / pt_gen
+    aeta = np.abs(ak.to_numpy(ak.flatten(truth.eta)))
+    pid = np.abs(ak.to_numpy(ak.flatten(t.pid)))
+    had = (pid != 11) & (pid != 13) & (aeta < 0.5)
+    edges = np.array([0.5, 1, 2, 5, 10, 20, 50])
+    rows = []
+    for lo, hi in itertools.pairwise(edges):
+        s = had & (pt_gen >= lo) & (pt_gen < hi)
+        if s.sum() >= 20:
+            rows.append(
+                {
+                    "pt": float(pt_gen[s].mean()),
+                    "measured": float(np.std(ratio[s])),
+                    "card": float(
+                        card.tracker.resolution["hadron"](
+                            np.array([pt_gen[s].mean()]), np.array([0.25])
+                        )[0]
+                    ),
+                }
+            )
+    out["track_resolution"] = rows
+    # jets: response and resolution from QCD in three pTHat ranges
+    reco_pt, gen_pt = [], []
+    for k, (pthat, size) in enumerate(((20.0, 1500), (80.0, 800), (300.0, 400))):
+        _, q = _reco("qcd_dijet", n(size), seed + 10 + k, card, params={"pthat_min": pthat})
+        r, _, g, _ = match_jets(q)
+        reco_pt.append(r)
+        gen_pt.append(g)
+    table = response_table(np.concatenate(reco_pt), np.concatenate(gen_pt))
+    for row in table:
+        row["cms_reference"] = float(reference_jet_resolution(row["pt_mean"]))
+    out["jets"] = table
+    # boosted tops vs QCD, pT 550-650 GeV
+    gtop, top = _reco(
+        "zprime_ttbar",
+        n(400),
+        seed + 20,
+        card,
+        params={"mass": 1400.0},
+        settings=("24:onMode = off", "24:onIfAny = 1 2 3 4 5"),
+    )
+    _, qcd = _reco("qcd_dijet", n(400), seed + 21, card, params={"pthat_min": 500.0})
+
+    def window(ev):
+        fj = ev.FatJet
+        return fj[(fj.pt > 550) & (fj.pt < 650) & (abs(fj.eta) < 2.0)]
+
+    ft, fq = window(top), window(qcd)
+    tt = gtop.truth
+    tops = tt[(abs(tt.pid) == 6) & ((tt.flags & int(TruthFlag.RESONANCE)) != 0)]
+    pairs = ak.cartesian({"j": ft, "t": tops}, nested=True)
+    matched = ak.any(pairs.j.deltaR(pairs.t) < 0.6, axis=-1)
+    out["fatjets"] = {
+        "top_msd": ak.to_numpy(ak.flatten(ft.msoftdrop[matched])),
+        "top_tau32": ak.to_numpy(ak.flatten(ft.tau_32[matched])),
+        "qcd_msd": ak.to_numpy(ak.flatten(fq.msoftdrop)),
+        "qcd_tau32": ak.to_numpy(ak.flatten(fq.tau_32)),
+    }
+    out["fatjets"]["top_msd_peak"] = core_peak(out["fatjets"]["top_msd"], 120, 230)
+    # b tagging in ttbar
+    _, tt_ev = _reco("ttbar", n(400), seed + 30, card)
+    j = tt_ev.Jet[(tt_ev.Jet.pt > 30) & (abs(tt_ev.Jet.eta) < 2.4)]
+    btag = {}
+    for name, flav, tab in (
+        ("b", 5, card.btag.b),
+        ("c", 4, card.btag.c),
+        ("light", 0, card.btag.light),
+    ):
+        sel = j[j.hadron_flavour == flav]
+        pt = ak.to_numpy(ak.flatten(sel.pt))
+        tagged = ak.to_numpy(ak.flatten(sel.btag))
+        btag[name] = {
+            "n": len(pt),
+            "measured": float(tagged.mean()) if len(pt) else float("nan"),
+            "card": float(tab(pt, np.abs(ak.to_numpy(ak.flatten(sel.eta)))).mean())
+            if len(pt)
+            else float("nan"),
+        }
+    out["btag"] = btag
+    return out
