@@ -16,3 +16,14 @@ def run_generate(args) -> int:
     )
     print(json.dumps(result, indent=2))
     return 0
+
+
+def run_simulate(args) -> int:
+    from colliderlab.bench.simulate import bench_simulate
+    from colliderlab.core.errors import ConfigError
+
+    if args.events <= 0:
+        raise ConfigError(f"--events must be positive; got {args.events}.")
+    result = bench_simulate(args.process, args.events, tuple(args.pileup), args.detector)
+    print(json.dumps(result, indent=2))
+    return 0

@@ -168,6 +168,13 @@ def _add_bench(sub) -> None:
     g.add_argument("--json", action="store_true", help="print JSON only")
     g.add_argument("--skip-scaling", action="store_true", help="skip the 1- and 2-worker runs")
     g.set_defaults(func="colliderlab.cli.bench:run_generate")
+    s = bsub.add_parser("simulate", help="detector simulation vs generation of the same events")
+    s.add_argument("--process", default="ttbar")
+    s.add_argument("--events", type=int, default=200, help="events at pile-up 0 (1/4 with pile-up)")
+    s.add_argument("--pileup", type=float, nargs="+", default=[0.0, 50.0])
+    s.add_argument("--detector", default="generic_lhc", metavar="CARD")
+    s.add_argument("--json", action="store_true", help="print JSON only")
+    s.set_defaults(func="colliderlab.cli.bench:run_simulate")
 
 
 def _add_demo(sub) -> None:
@@ -196,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_generate,
         _add_simulate,
         _add_pipeline,
+        _add_validate,
         _add_info,
         _add_export,
         _add_bench,

@@ -19,6 +19,15 @@ def _style():
     return plt
 
 
+def _log_pt_axis(ax, ticks=(20, 30, 50, 100, 200, 500, 1000)) -> None:
+    from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def plot_validation(v: dict, directory: str | Path) -> list[Path]:
     """Write the validation figures of ``run_validation``'s result into ``directory``."""
     plt = _style()
@@ -55,13 +64,13 @@ def plot_validation(v: dict, directory: str | Path) -> list[Path]:
     a1.plot(pt, [r["response"] for r in jets], "o-", label="median reco / gen")
     a1.axhline(1.0, color="grey", ls="--")
     a1.set_ylim(0.9, 1.1)
-    a1.set_xscale("log")
+    _log_pt_axis(a1)
     a1.set_xlabel("generator jet $p_T$ [GeV]")
     a1.set_ylabel("jet response")
     a1.legend(fontsize=16)
     a2.plot(pt, [r["resolution"] for r in jets], "o-", label="colliderlab (AK4 PF, CHS)")
     a2.plot(pt, [r["cms_reference"] for r in jets], "s--", label="CMS PF jets, arXiv:1607.03663")
-    a2.set_xscale("log")
+    _log_pt_axis(a2)
     a2.set_xlabel("generator jet $p_T$ [GeV]")
     a2.set_ylabel("$\\sigma(p_T)/p_T$")
     a2.legend(fontsize=16)
@@ -71,7 +80,7 @@ def plot_validation(v: dict, directory: str | Path) -> list[Path]:
     tr = v["track_resolution"]
     ax.plot([r["pt"] for r in tr], [r["measured"] for r in tr], "o", label="simulated tracks")
     ax.plot([r["pt"] for r in tr], [r["card"] for r in tr], "--", label="card (|eta| < 0.5)")
-    ax.set_xscale("log")
+    _log_pt_axis(ax, (0.5, 1, 2, 5, 10, 20))
     ax.set_xlabel("charged-hadron $p_T$ [GeV]")
     ax.set_ylabel("$\\sigma(p_T)/p_T$")
     ax.legend(fontsize=16)
