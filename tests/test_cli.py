@@ -116,3 +116,20 @@ def test_info_and_hepmc_export(capsys, tmp_path, zmumu_dataset):
     # Energy is conserved between the beams and the final state (GeV).
     assert sum(p.momentum.e for p in final) == pytest.approx(13600.0, rel=1e-6)
     assert first.cross_section.xsec() == pytest.approx(zmumu_dataset.cross_section[0])
+
+
+@pytest.mark.slow
+def test_demo_writes_summary_and_plot(tmp_path, capsys):
+    code = main(["demo", "-o", str(tmp_path / "demo"), "-n", "200", "--workers", "2"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "z_ll" in out
+    assert "ttbar" in out
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    # generator-level facts (tolerances: 1 GeV on medians of >= 150 resonances)
+    assert summary["z_peak_truth_GeV"] == pytest.approx(91.19, abs=1.0)
+    assert summary["top_peak_GeV"] == pytest.approx(172.5, abs=1.0)
+    # ttbar: ~6 jets above 20 GeV per event and on average more than one b tag
+    assert 4 < summary["ttbar_jets_per_event"] < 8
+    assert 0.8 < summary["ttbar_btags_per_event"] < 1.6
+    assert (tmp_path / "demo" / "demo.png").stat().st_size > 10_000

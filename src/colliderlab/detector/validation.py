@@ -101,7 +101,8 @@ def _reco(process, n, seed, card, **kw):
     return with_vector(gen), with_vector(FastSimulation(card)(gen, np.random.default_rng(seed)))
 
 
-def _os_pair_masses(leptons):
+def os_pair_masses(leptons) -> np.ndarray:
+    """Mass of the two leading leptons of each event, if of opposite charge (GeV)."""
     two = leptons[ak.num(leptons) >= 2]
     a, b = two[:, 0], two[:, 1]
     return ak.to_numpy((a + b).mass[a.charge != b.charge])
@@ -120,7 +121,7 @@ def run_validation(card, scale: float = 1.0, seed: int = 11) -> dict:
     # Z peaks
     gen, zmm = _reco("z_ll", n(1500), seed, card, params={"flavour": "mu"})
     _, zee = _reco("z_ll", n(1500), seed + 1, card, params={"flavour": "e"})
-    m_mm, m_ee = _os_pair_masses(zmm.Muon), _os_pair_masses(zee.Electron)
+    m_mm, m_ee = os_pair_masses(zmm.Muon), os_pair_masses(zee.Electron)
     out["z_mumu"] = {"masses": m_mm, "peak": core_peak(m_mm, 81, 101)}
     out["z_ee"] = {"masses": m_ee, "peak": core_peak(m_ee, 81, 101)}
     # tracks: pT resolution of charged hadrons vs pT (|eta| < 0.5), and efficiency
