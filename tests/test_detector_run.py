@@ -102,6 +102,7 @@ def test_pipeline_command(tmp_path, capsys):
             "--workers",
             "2",
             "--no-progress",
+            "--hits",
         ]
     )
     out = json.loads(capsys.readouterr().out)
@@ -109,6 +110,10 @@ def test_pipeline_command(tmp_path, capsys):
     assert out["generation"]["n_events"] == 60
     assert out["simulation"]["n_events"] == 60
     assert Dataset(tmp_path / "p" / "reco").kind == "simulation"
+    reco = load(tmp_path / "p" / "reco")
+    # --hits: every track links to its hits, and a central track has ~13 of them
+    assert ak.all(ak.num(reco.Hit) > 0)
+    assert ak.sum(reco.Track.n_hits) == ak.sum(reco.Hit.track_index >= 0)
 
 
 def test_bad_card_fails_before_generating(tmp_path, capsys):

@@ -94,6 +94,11 @@ def _add_sim_options(p) -> None:
         help="detector card: a shipped name (generic_lhc) or a YAML file",
     )
     p.add_argument("--sim-seed", type=int, default=1, help="seed of the detector response (1)")
+    p.add_argument(
+        "--hits",
+        action="store_true",
+        help="also write the tracker hits (Hit collection) for tracking studies",
+    )
     p.add_argument("--format", choices=("parquet", "root"), default="parquet")
     p.add_argument("--workers", type=int, default=None, help="local Dask workers (default: cores)")
     p.add_argument(

@@ -172,6 +172,7 @@ class Tracker:
     hit_resolution: tuple[float, float]  # mm: (r-phi, z) of a barrel hit / (r-phi, r) of a disk hit
     hit_efficiency: float
     layer_x0: float  # material per layer, fraction of a radiation length
+    noise_hits: float  # mean number of random noise hits per layer and event
 
     def validate(self, where: str, field: Field) -> None:
         for kind in ("hadron", "electron", "muon"):
@@ -179,7 +180,14 @@ class Tracker:
                 if kind not in getattr(self, table):
                     raise ConfigError(f"{where}.{table} needs an entry {kind!r}.")
                 getattr(self, table)[kind].validate(f"{where}.{table}.{kind}")
-        for key in ("pt_min", "z_resolution", "hit_efficiency", "layer_x0", "eta_max"):
+        for key in (
+            "pt_min",
+            "z_resolution",
+            "hit_efficiency",
+            "layer_x0",
+            "eta_max",
+            "noise_hits",
+        ):
             _non_negative(getattr(self, key), f"{where}.{key}")
         _non_negative(min(self.hit_resolution), f"{where}.hit_resolution")
         _increasing(self.barrel_radii, f"{where}.barrel_radii")

@@ -53,8 +53,9 @@ def _local_index(event: np.ndarray, n_events: int) -> np.ndarray:
 class FastSimulation:
     """Runs the detector card over events; ``__call__(events, rng) -> reconstructed events``."""
 
-    def __init__(self, card: DetectorCard) -> None:
+    def __init__(self, card: DetectorCard, hits: bool = False) -> None:
         self.card = card
+        self.hits = hits  # also simulate tracker hits (the Hit collection)
         self.ecal = TowerGridMap(card.ecal)
         self.hcal = TowerGridMap(card.hcal)
 
@@ -233,6 +234,11 @@ class FastSimulation:
         )
         gen_met = ak.zip({"pt": np.hypot(gpx, gpy), "phi": np.arctan2(gpy, gpx)})
 
+        if self.hits:
+            hit_coll, n_hits = self._hits(
+                ev, n_ev, pt, eta, phi, charge, vz, apid, visible, gen_index, t, t_local, rng
+            )
+            tracks = ak.with_field(tracks, ak.unflatten(n_hits, n_tracks), "n_hits")
         with capture_stdout():  # FastJet prints its banner on first use
             jets = reconstruct_jets(events, pf_cands, card, rng)
 
@@ -250,10 +256,38 @@ class FastSimulation:
             "Muon": muons,
             "Photon": photons,
             **jets,
+            **({"Hit": hit_coll} if self.hits else {}),
             "GenPart": events.truth,
             "GenVisTau": events.vistau,
         }
         return ak.zip(out, depth_limit=1)
+
+    # ----------------------------------------------------------------------------- hits
+    def _hits(self, ev, n_ev, pt, eta, phi, charge, vz, apid, visible, gen_index, t, t_local, rng):
+        """The ``Hit`` collection (x, y, z in mm, layer, gen_index, track_index) and the
+        number of hits of each track."""
+        from colliderlab.detector.tracker import noise_hits, simulate_hits
+
+        sel = np.flatnonzero((charge != 0) & visible & (pt > self.card.tracker.pt_min))
+        mass = np.select([apid[sel] == 11, apid[sel] == 13], [ELECTRON_MASS, MUON_MASS], PION_MASS)
+        h = simulate_hits(self.card, pt[sel], eta[sel], phi[sel], charge[sel], vz[sel], mass, rng)
+        flat = sel[h["particle"]]  # flat particle index of each hit
+        track_of = np.full(len(pt), -1, dtype=np.int64)
+        track_of[t] = t_local
+        noise = noise_hits(self.card, n_ev, rng)
+        n_noise = len(noise["x"])
+        cols = {
+            "x": np.concatenate([h["x"], noise["x"]]).astype(np.float32),
+            "y": np.concatenate([h["y"], noise["y"]]).astype(np.float32),
+            "z": np.concatenate([h["z"], noise["z"]]).astype(np.float32),
+            "layer": np.concatenate([h["layer"], noise["layer"]]).astype(np.int16),
+            "gen_index": np.concatenate([gen_index[flat], np.full(n_noise, -1)]).astype(np.int32),
+            "track_index": np.concatenate([track_of[flat], np.full(n_noise, -1)]).astype(np.int32),
+        }
+        hit_event = np.concatenate([ev[flat], noise["event"].astype(np.int64)])
+        # hits per reconstructed track (tracks are sorted by event, like t)
+        n_hits = np.bincount(np.searchsorted(t, flat[track_of[flat] >= 0]), minlength=len(t))
+        return _group(hit_event, n_ev, cols), n_hits.astype(np.int16)
 
     # ----------------------------------------------------------------------------- objects
     def _isolation(self, cand, pf_cands, exclude, cfg, veto_photons: float = 0.0) -> ak.Array:

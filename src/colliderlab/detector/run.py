@@ -48,10 +48,12 @@ class SimulationConfig:
     card: DetectorCard
     seed: int = 1
     format: str = "parquet"
+    hits: bool = False
 
     def digest(self) -> str:
         blob = json.dumps(
             {
+                "hits": self.hits,
                 "input": self.input_digest,
                 "card": self.card.digest(),
                 "seed": self.seed,
@@ -81,7 +83,7 @@ def run_chunk(config: SimulationConfig, index: int, directory: str) -> dict[str,
         )
     events = read_chunk(source)
     rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(index,)))
-    reco = without_vector_names(FastSimulation(config.card)(events, rng))
+    reco = without_vector_names(FastSimulation(config.card, hits=config.hits)(events, rng))
     path = chunk_path(directory, index, config.format)
     digest = write_chunk(reco, path, config.format)
     side = {
@@ -103,6 +105,7 @@ def simulate(
     card: str | Path | DetectorCard = "generic_lhc",
     seed: int = 1,
     format: str = "parquet",
+    hits: bool = False,
     workers: int | None = None,
     scheduler: str | None = None,
     client: Any = None,
@@ -110,7 +113,11 @@ def simulate(
     repair: bool = False,
     progress: bool | None = None,
 ) -> Dataset:
-    """Run the fast detector simulation over a generated dataset; return the new dataset."""
+    """Run the fast detector simulation over a generated dataset; return the new dataset.
+
+    ``hits=True`` also writes the tracker hits (``Hit``: x, y, z, layer, gen_index,
+    track_index) and the number of hits of each track.
+    """
     source = Dataset(input_dir)
     if source.kind != "generation":
         raise DatasetError(
@@ -131,6 +138,7 @@ def simulate(
         card=card,
         seed=seed,
         format=format,
+        hits=hits,
     )
     directory = Path(output)
     check_output(config.digest(), directory, overwrite)
@@ -145,6 +153,7 @@ def simulate(
                 "process": source.config.get("process"),
                 "seed": seed,
                 "format": format,
+                "hits": hits,
                 "input": config.input,
                 "pileup": source.config.get("pileup"),
             },
