@@ -222,11 +222,24 @@ class LeptonId:
     isolation_dr: float  # cone radius
     isolation_pt_min: float  # GeV: candidates counted in the cone
     isolation_max: float  # maximal sum pT (cone) / pT
+    energy_scale: tuple[float, ...]  # calibration: reco energy /= scale, per |eta| bin
+    scale_eta_edges: tuple[float, ...]
 
     def validate(self, where: str) -> None:
         self.efficiency.validate(f"{where}.efficiency")
+        _increasing(self.scale_eta_edges, f"{where}.scale_eta_edges")
+        if len(self.energy_scale) != len(self.scale_eta_edges) - 1 or min(self.energy_scale) <= 0:
+            raise ConfigError(
+                f"{where}.energy_scale needs one positive value per |eta| bin of "
+                f"scale_eta_edges ({len(self.scale_eta_edges) - 1})."
+            )
         for key in ("eta_max", "pt_min", "isolation_dr", "isolation_pt_min", "isolation_max"):
             _non_negative(getattr(self, key), f"{where}.{key}")
+
+    def scale(self, abseta: np.ndarray) -> np.ndarray:
+        """Energy-scale calibration factor at |eta| (reco energies are divided by it)."""
+        i = np.searchsorted(self.scale_eta_edges, abseta, side="right") - 1
+        return np.asarray(self.energy_scale)[np.clip(i, 0, len(self.energy_scale) - 1)]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -323,6 +323,13 @@ class FastSimulation:
         pt = ak.where(energy > 0, energy / np.cosh(cand.eta), cand.pt)
         return ak.with_field(cand, pt, "pt")
 
+    @staticmethod
+    def _calibrate(cand, cfg) -> ak.Array:
+        """Divide the momenta by the card's energy-scale calibration at the candidate's |eta|."""
+        flat_eta = np.abs(ak.to_numpy(ak.flatten(cand.eta)))
+        scale = ak.unflatten(cfg.scale(flat_eta), ak.num(cand))
+        return ak.with_field(cand, cand.pt / scale, "pt")
+
     def _leptons(self, tracks, pf_cands, apid, cfg, rng, ecal_towers=None) -> ak.Array:
         """Electrons or muons: tracks of that flavour, efficiency, isolation (from PF)."""
         idx = ak.local_index(tracks)
@@ -338,6 +345,7 @@ class FastSimulation:
         iso = self._isolation(cand, pf_cands, cand_idx, cfg, veto_photons=veto)
         if apid == 11:
             cand = self._ecal_energy(cand, ecal_towers)
+        cand = self._calibrate(cand, cfg)
         keep = iso < cfg.isolation_max
         cand = cand[keep]
         return ak.zip(
