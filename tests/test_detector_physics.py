@@ -143,6 +143,9 @@ def test_boosted_top_jets_versus_qcd():
     assert np.mean((top_msd > 140) & (top_msd < 210)) > 0.4
     # tau32 separates: three-prong top jets have a smaller tau3/tau2 than QCD (by > 0.1).
     assert np.nanmean(q_tau32) - np.nanmean(top_tau32) > 0.1
+    # D2 (two-prong ratio) is smaller for the structured top jets than for QCD jets.
+    top_d2 = ak.to_numpy(ak.flatten(fj.d2[matched]))
+    assert np.median(top_d2) < np.median(ak.to_numpy(ak.flatten(q.d2)))
 
 
 def test_b_tagging_reproduces_the_working_point():
