@@ -114,16 +114,18 @@ def run_validation(card, scale: float = 1.0, seed: int = 11) -> dict:
     ``scale`` multiplies every sample size (1.0: ~3 minutes on one core).
     """
     from colliderlab.generate.engine import TruthFlag
-    from colliderlab.report.generation import core_peak
+    from colliderlab.report.generation import core_peak, voigt_peak
 
     n = lambda k: max(50, int(k * scale))  # noqa: E731
     out: dict = {"card": card.name}
     # Z peaks
-    gen, zmm = _reco("z_ll", n(1500), seed, card, params={"flavour": "mu"})
-    _, zee = _reco("z_ll", n(1500), seed + 1, card, params={"flavour": "e"})
+    gen, zmm = _reco("z_ll", n(4000), seed, card, params={"flavour": "mu"})
+    _, zee = _reco("z_ll", n(4000), seed + 1, card, params={"flavour": "e"})
     m_mm, m_ee = os_pair_masses(zmm.Muon), os_pair_masses(zee.Electron)
-    out["z_mumu"] = {"masses": m_mm, "peak": core_peak(m_mm, 81, 101)}
-    out["z_ee"] = {"masses": m_ee, "peak": core_peak(m_ee, 81, 101)}
+    z = gen.truth[(abs(gen.truth.pid) == 23) & ((gen.truth.flags & int(TruthFlag.RESONANCE)) != 0)]
+    out["z_truth_peak"] = voigt_peak(ak.to_numpy(ak.flatten(z.mass)))[0]
+    out["z_mumu"] = {"masses": m_mm, "peak": voigt_peak(m_mm)[0]}
+    out["z_ee"] = {"masses": m_ee, "peak": voigt_peak(m_ee)[0]}
     # tracks: pT resolution of charged hadrons vs pT (|eta| < 0.5), and efficiency
     t = zmm.Track
     truth = gen.particles[t.gen_index]
@@ -187,6 +189,17 @@ def run_validation(card, scale: float = 1.0, seed: int = 11) -> dict:
         "qcd_tau32": ak.to_numpy(ak.flatten(fq.tau_32)),
     }
     out["fatjets"]["top_msd_peak"] = core_peak(out["fatjets"]["top_msd"], 120, 230)
+    out["fatjets"]["top_d2"] = ak.to_numpy(ak.flatten(ft.d2[matched]))
+    out["fatjets"]["qcd_d2"] = ak.to_numpy(ak.flatten(fq.d2))
+    # W jets, pT 300-450 GeV (W + jet, W -> qq)
+    gw, wj = _reco("wjets", n(400), seed + 22, card, params={"decay": "had", "pthat_min": 300.0})
+    fw = wj.FatJet[(wj.FatJet.pt > 300) & (wj.FatJet.pt < 450) & (abs(wj.FatJet.eta) < 2.0)]
+    tw = gw.truth
+    ws = tw[(abs(tw.pid) == 24) & ((tw.flags & int(TruthFlag.RESONANCE)) != 0)]
+    wpairs = ak.cartesian({"j": fw, "w": ws}, nested=True)
+    wmatched = ak.any(wpairs.j.deltaR(wpairs.w) < 0.6, axis=-1)
+    out["fatjets"]["w_msd"] = ak.to_numpy(ak.flatten(fw.msoftdrop[wmatched]))
+    out["fatjets"]["w_msd_peak"] = core_peak(out["fatjets"]["w_msd"], 50, 120)
     # b tagging in ttbar
     _, tt_ev = _reco("ttbar", n(400), seed + 30, card)
     j = tt_ev.Jet[(tt_ev.Jet.pt > 30) & (abs(tt_ev.Jet.eta) < 2.4)]

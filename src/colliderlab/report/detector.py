@@ -104,9 +104,17 @@ def plot_validation(v: dict, directory: str | Path) -> list[Path]:
         density=True,
         label="QCD jets",
     )
+    a1.hist(
+        f["w_msd"],
+        bins=np.linspace(0, 300, 31),
+        histtype="step",
+        lw=2,
+        density=True,
+        label="W jets (W + jet), $p_T$ 300-450",
+    )
     a1.axvline(172.5, color="grey", ls="--")
     a1.axvline(80.4, color="grey", ls=":")
-    a1.set_xlabel("soft-drop mass, AK8, $p_T$ 550-650 GeV [GeV]")
+    a1.set_xlabel("soft-drop mass, AK8 (top, QCD: $p_T$ 550-650 GeV) [GeV]")
     a1.set_ylabel("a.u.")
     a1.legend(fontsize=16)
     a2.hist(
@@ -126,9 +134,12 @@ def summary_markdown(v: dict) -> str:
     lines = [
         "| quantity | measured | reference |",
         "|---|---|---|",
-        f"| Z -> mumu peak (reco) | {v['z_mumu']['peak']:.2f} GeV | 91.19 GeV |",
-        f"| Z -> ee peak (reco) | {v['z_ee']['peak']:.2f} GeV | 91.19 GeV |",
+        f"| Z line shape, generator truth (Voigt fit) | {v['z_truth_peak']:.2f} GeV | 91.19 GeV |",
+        f"| Z -> mumu peak, reconstructed (Voigt fit) | {v['z_mumu']['peak']:.2f} GeV | truth peak, bare muons (FSR) |",
+        f"| Z -> ee peak, reconstructed (Voigt fit) | {v['z_ee']['peak']:.2f} GeV | truth peak |",
         f"| top-jet soft-drop mass peak (pT 550-650) | {v['fatjets']['top_msd_peak']:.1f} GeV | ~172.5 GeV |",
+        f"| W-jet soft-drop mass peak (pT 300-450) | {v['fatjets']['w_msd_peak']:.1f} GeV | ~80.4 GeV |",
+        f"| median D2: top / QCD | {np.median(v['fatjets']['top_d2']):.2f} / {np.median(v['fatjets']['qcd_d2']):.2f} | top < QCD |",
         f"| mean tau32: top / QCD | {np.nanmean(v['fatjets']['top_tau32']):.2f} / {np.nanmean(v['fatjets']['qcd_tau32']):.2f} | top < QCD |",
     ]
     for name, b in v["btag"].items():
@@ -153,9 +164,11 @@ def summary_markdown(v: dict) -> str:
 def write_summary(v: dict, directory: str | Path) -> Path:
     d = Path(directory)
     slim = {k: val for k, val in v.items() if k not in ("z_mumu", "z_ee", "fatjets")}
+    slim["z_truth_peak"] = v["z_truth_peak"]
     slim["z_mumu_peak"] = v["z_mumu"]["peak"]
     slim["z_ee_peak"] = v["z_ee"]["peak"]
     slim["top_msd_peak"] = v["fatjets"]["top_msd_peak"]
+    slim["w_msd_peak"] = v["fatjets"]["w_msd_peak"]
     (d / "summary.json").write_text(json.dumps(slim, indent=2) + "\n")
     path = d / "summary.md"
     path.write_text(summary_markdown(v))
