@@ -16,6 +16,26 @@ from collections.abc import Sequence
 from colliderlab._version import __version__
 
 
+def _add_run_options(p) -> None:
+    """Options of every chunked, Dask-parallel, resumable command."""
+    p.add_argument("--format", choices=("parquet", "root"), default="parquet")
+    p.add_argument("--workers", type=int, default=None, help="local Dask workers (default: cores)")
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="use an existing Dask scheduler, e.g. tcp://host:8786",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace another dataset in -o")
+    p.add_argument("--repair", action="store_true", help="remake corrupted chunks")
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: when stderr is a terminal)",
+    )
+
+
 def _add_generate(sub) -> None:
     p = sub.add_parser(
         "generate",
@@ -55,22 +75,7 @@ def _add_generate(sub) -> None:
     p.add_argument("--sigma-xy", type=float, default=0.015, help="transverse width, mm (0.015)")
     p.add_argument("--sigma-t", type=float, default=0.0, help="time spread, ns (0: off)")
     p.add_argument("--chunk-size", type=int, default=500, help="events per chunk file (500)")
-    p.add_argument("--format", choices=("parquet", "root"), default="parquet")
-    p.add_argument("--workers", type=int, default=None, help="local Dask workers (default: cores)")
-    p.add_argument(
-        "--scheduler",
-        default=None,
-        metavar="ADDRESS",
-        help="use an existing Dask scheduler, e.g. tcp://host:8786",
-    )
-    p.add_argument("--overwrite", action="store_true", help="replace another dataset in -o")
-    p.add_argument("--repair", action="store_true", help="regenerate corrupted chunks")
-    p.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="progress bar on stderr (default: when stderr is a terminal)",
-    )
+    _add_run_options(p)
     p.set_defaults(func="colliderlab.cli.generate:run")
 
 
@@ -99,22 +104,7 @@ def _add_sim_options(p) -> None:
         action="store_true",
         help="also write the tracker hits (Hit collection) for tracking studies",
     )
-    p.add_argument("--format", choices=("parquet", "root"), default="parquet")
-    p.add_argument("--workers", type=int, default=None, help="local Dask workers (default: cores)")
-    p.add_argument(
-        "--scheduler",
-        default=None,
-        metavar="ADDRESS",
-        help="use an existing Dask scheduler, e.g. tcp://host:8786",
-    )
-    p.add_argument("--overwrite", action="store_true", help="replace another dataset in -o")
-    p.add_argument("--repair", action="store_true", help="remake corrupted chunks")
-    p.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="progress bar on stderr (default: when stderr is a terminal)",
-    )
+    _add_run_options(p)
 
 
 def _add_pipeline(sub) -> None:

@@ -50,6 +50,14 @@ def _local_index(event: np.ndarray, n_events: int) -> np.ndarray:
     return np.arange(len(event)) - np.repeat(starts, counts)
 
 
+def _apply_efficiency(cand, cand_idx, efficiency, rng):
+    """Keep each candidate with probability ``efficiency(pT, |eta|)`` (a card table)."""
+    flat_pt = ak.to_numpy(ak.flatten(cand.pt))
+    flat_eta = np.abs(ak.to_numpy(ak.flatten(cand.eta)))
+    passed = ak.unflatten(rng.random(len(flat_pt)) < efficiency(flat_pt, flat_eta), ak.num(cand))
+    return cand[passed], cand_idx[passed]
+
+
 class FastSimulation:
     """Runs the detector card over events; ``__call__(events, rng) -> reconstructed events``."""
 
@@ -336,11 +344,7 @@ class FastSimulation:
         sel = (abs(tracks.pid) == apid) & (tracks.pt > cfg.pt_min) & (abs(tracks.eta) < cfg.eta_max)
         cand = tracks[sel]
         cand_idx = idx[sel]
-        flat_pt = ak.to_numpy(ak.flatten(cand.pt))
-        flat_eta = ak.to_numpy(ak.flatten(cand.eta))
-        passed = rng.random(len(flat_pt)) < cfg.efficiency(flat_pt, np.abs(flat_eta))
-        passed = ak.unflatten(passed, ak.num(cand))
-        cand, cand_idx = cand[passed], cand_idx[passed]
+        cand, cand_idx = _apply_efficiency(cand, cand_idx, cfg.efficiency, rng)
         veto = ELECTRON_DRESSING_DR if apid == 11 else 0.0
         iso = self._isolation(cand, pf_cands, cand_idx, cfg, veto_photons=veto)
         if apid == 11:
@@ -369,12 +373,7 @@ class FastSimulation:
             & (abs(pf_cands.eta) < cfg.eta_max)
         )
         cand, cand_idx = pf_cands[sel], pf_index[sel]
-        flat_pt = ak.to_numpy(ak.flatten(cand.pt))
-        flat_eta = ak.to_numpy(ak.flatten(cand.eta))
-        passed = ak.unflatten(
-            rng.random(len(flat_pt)) < cfg.efficiency(flat_pt, np.abs(flat_eta)), ak.num(cand)
-        )
-        cand, cand_idx = cand[passed], cand_idx[passed]
+        cand, cand_idx = _apply_efficiency(cand, cand_idx, cfg.efficiency, rng)
         iso = self._isolation(cand, pf_cands, cand_idx, cfg)
         keep = iso < cfg.isolation_max
         cand = cand[keep]

@@ -19,19 +19,14 @@ import numpy as np
 
 from colliderlab.core.env import data_versions
 from colliderlab.core.errors import DatasetError
-from colliderlab.core.files import write_json
 from colliderlab.detector.card import DetectorCard, load_card
 from colliderlab.generate.config import SCHEMA_VERSION
-from colliderlab.io.chunked import check_output, run_chunks
+from colliderlab.io.chunked import check_output, finish_chunk, run_chunks
 from colliderlab.io.events import without_vector_names
 from colliderlab.io.store import (
-    CHUNK_DIR,
     STORE_VERSION,
     Dataset,
-    chunk_path,
     read_chunk,
-    sidecar_path,
-    write_chunk,
 )
 
 #: Version of the reconstructed-event layout.
@@ -84,18 +79,7 @@ def run_chunk(config: SimulationConfig, index: int, directory: str) -> dict[str,
     events = read_chunk(source)
     rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(index,)))
     reco = without_vector_names(FastSimulation(config.card, hits=config.hits)(events, rng))
-    path = chunk_path(directory, index, config.format)
-    digest = write_chunk(reco, path, config.format)
-    side = {
-        "index": index,
-        "file": f"{CHUNK_DIR}/{path.name}",
-        "sha256": digest,
-        "bytes": path.stat().st_size,
-        "config_digest": config.digest(),
-        "n_events": n_events,
-    }
-    write_json(sidecar_path(directory, index), side)
-    return side
+    return finish_chunk(reco, directory, index, config.format, config.digest(), n_events=n_events)
 
 
 def simulate(

@@ -17,19 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from colliderlab.core.env import data_versions
-from colliderlab.core.files import write_json
 from colliderlab.core.seeding import chunk_seed
 from colliderlab.generate.config import SCHEMA_VERSION, GenerationConfig
 from colliderlab.generate.processes import get_process
-from colliderlab.io.chunked import check_output, dask_client, run_chunks
+from colliderlab.io.chunked import check_output, dask_client, finish_chunk, run_chunks
 from colliderlab.io.store import (
-    CHUNK_DIR,
     STORE_VERSION,
     Dataset,
-    chunk_path,
     combine_cross_sections,
-    sidecar_path,
-    write_chunk,
 )
 
 __all__ = ["dask_client", "generate", "run_chunk"]
@@ -41,18 +36,7 @@ def run_chunk(config: GenerationConfig, index: int, directory: str) -> dict[str,
     from colliderlab.generate.engine import generate_chunk
 
     events, meta = generate_chunk(config, index, chunk_seed(config.seed, index))
-    path = chunk_path(directory, index, config.format)
-    digest = write_chunk(events, path, config.format)
-    side = {
-        "index": index,
-        "file": f"{CHUNK_DIR}/{path.name}",
-        "sha256": digest,
-        "bytes": path.stat().st_size,
-        "config_digest": config.digest(),
-        **meta,
-    }
-    write_json(sidecar_path(directory, index), side)
-    return side
+    return finish_chunk(events, directory, index, config.format, config.digest(), **meta)
 
 
 def _manifest(config: GenerationConfig, chunks: list[dict[str, Any]] | None) -> dict[str, Any]:

@@ -21,9 +21,37 @@ from typing import Any
 
 from colliderlab.core.errors import ChecksumError, DatasetError, OutputError
 from colliderlab.core.files import sha256_file, write_json
-from colliderlab.io.store import CHUNK_DIR, MANIFEST, Dataset, sidecar_path
+from colliderlab.io.store import (
+    CHUNK_DIR,
+    MANIFEST,
+    Dataset,
+    chunk_path,
+    sidecar_path,
+    write_chunk,
+)
 
 log = logging.getLogger(__name__)
+
+
+def finish_chunk(
+    events, directory: str | os.PathLike[str], index: int, fmt: str, config_digest: str, **meta: Any
+) -> dict[str, Any]:
+    """Write chunk ``index`` (atomically), then its sidecar; return the sidecar.
+
+    The sidecar is written last: a chunk counts as done only once both files exist.
+    """
+    path = chunk_path(directory, index, fmt)
+    digest = write_chunk(events, path, fmt)
+    side = {
+        "index": index,
+        "file": f"{CHUNK_DIR}/{path.name}",
+        "sha256": digest,
+        "bytes": path.stat().st_size,
+        "config_digest": config_digest,
+        **meta,
+    }
+    write_json(sidecar_path(directory, index), side)
+    return side
 
 
 def chunk_status(digest: str, directory: Path, index: int) -> dict[str, Any] | None:
