@@ -235,7 +235,7 @@ def test_existing_scheduler_address(tmp_path, zmumu_dataset, zmumu_config):
     from distributed import LocalCluster
 
     with LocalCluster(
-        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0"
     ) as cluster:
         ds = generate(
             dataclasses.replace(zmumu_config, n_events=100),
