@@ -17,6 +17,7 @@ from colliderlab.detector.validation import (
 )
 from colliderlab.generate import GenerationConfig
 from colliderlab.generate.engine import TruthFlag, generate_chunk
+from colliderlab.generate.truth import contained, resonance_decays
 from colliderlab.io.events import with_vector
 from colliderlab.report.generation import core_peak, voigt_peak
 
@@ -134,15 +135,15 @@ def _fatjets_in_window(ev, lo=550.0, hi=650.0):
 def test_boosted_top_jets_versus_qcd():
     gen, ev = reco("zprime_ttbar", 300, params={"mass": 1400.0}, settings=_W_HADRONIC)
     fj = _fatjets_in_window(ev)
-    t = gen.truth
-    tops = t[(abs(t.pid) == 6) & ((t.flags & int(TruthFlag.RESONANCE)) != 0)]
-    pairs = ak.cartesian({"j": fj, "t": tops}, nested=True)
-    matched = ak.any(pairs.j.deltaR(pairs.t) < 0.6, axis=-1)
+    # top jets as in arXiv:1902.09914: the top and its three quarks within R = 0.8
+    matched = contained(fj, resonance_decays(gen.truth, 6), 0.8)
     top_msd = ak.to_numpy(ak.flatten(fj.msoftdrop[matched]))
+    top_mass = ak.to_numpy(ak.flatten(fj.mass[matched]))
     top_tau32 = ak.to_numpy(ak.flatten(fj.tau_32[matched]))
     assert len(top_msd) > 40
-    # The soft-drop mass of top jets peaks near m_t: core within 15 GeV of 172.5 GeV.
-    assert core_peak(top_msd, 120.0, 230.0) == pytest.approx(172.5, abs=15.0)
+    # The mass and the soft-drop mass of top jets peak near m_t = 172.5 GeV (within 10 GeV).
+    assert core_peak(top_mass, 120.0, 230.0) == pytest.approx(172.5, abs=10.0)
+    assert core_peak(top_msd, 120.0, 230.0) == pytest.approx(172.5, abs=10.0)
 
     _, qcd = reco("qcd_dijet", 200, params={"pthat_min": 500.0})
     q = _fatjets_in_window(qcd)
@@ -151,8 +152,7 @@ def test_boosted_top_jets_versus_qcd():
     assert len(q_msd) > 40
     # QCD jets do not peak at the top mass: most of them are far below.
     assert np.mean((q_msd > 140) & (q_msd < 210)) < 0.25
-    # (top jets with the b or a W quark outside the R = 0.8 cone fall below)
-    assert np.mean((top_msd > 140) & (top_msd < 210)) > 0.4
+    assert np.mean((top_msd > 140) & (top_msd < 210)) > 0.6
     # tau32 separates: three-prong top jets have a smaller tau3/tau2 than QCD (by > 0.1).
     assert np.nanmean(q_tau32) - np.nanmean(top_tau32) > 0.1
     # D2 (two-prong ratio) is smaller for the structured top jets than for QCD jets.
@@ -188,14 +188,11 @@ def test_missing_transverse_momentum_follows_the_neutrinos():
 def test_w_jets_peak_at_the_w_mass():
     gen, ev = reco("wjets", 300, params={"decay": "had", "pthat_min": 300.0})
     fj = ev.FatJet[(ev.FatJet.pt > 300) & (ev.FatJet.pt < 450) & (abs(ev.FatJet.eta) < 2.0)]
-    t = gen.truth
-    w = t[(abs(t.pid) == 24) & ((t.flags & int(TruthFlag.RESONANCE)) != 0)]
-    pairs = ak.cartesian({"j": fj, "w": w}, nested=True)
-    matched = ak.any(pairs.j.deltaR(pairs.w) < 0.6, axis=-1)
+    matched = contained(fj, resonance_decays(gen.truth, 24), 0.8)  # W and its two quarks
     msd = ak.to_numpy(ak.flatten(fj.msoftdrop[matched]))
     assert len(msd) > 80
-    # Soft-drop mass of W jets (pT 300-450 GeV): core within 8 GeV of m_W = 80.4 GeV.
-    assert core_peak(msd, 50.0, 120.0) == pytest.approx(80.4, abs=8.0)
+    # Soft-drop mass of W jets (pT 300-450 GeV): core within 5 GeV of m_W = 80.4 GeV.
+    assert core_peak(msd, 50.0, 120.0) == pytest.approx(80.4, abs=5.0)
 
 
 def test_pileup_reaches_the_detector_and_chs_removes_it():

@@ -104,6 +104,11 @@ def _add_sim_options(p) -> None:
         action="store_true",
         help="also write the tracker hits (Hit collection) for tracking studies",
     )
+    p.add_argument(
+        "--towers",
+        action="store_true",
+        help="also write the calorimeter towers with their depth segments (EcalTower, HcalTower)",
+    )
     _add_run_options(p)
 
 

@@ -121,14 +121,55 @@ class TowerGrid:
 
 
 @dataclasses.dataclass(frozen=True)
+class Depth:
+    """Longitudinal segmentation of a calorimeter.
+
+    ``edges`` are the segment boundaries from the front face, in radiation lengths
+    (``unit: X0``, electromagnetic shower profile) or nuclear interaction lengths
+    (``unit: lambda``, hadronic profile); the last segment also collects the tail.
+    ``critical_energy`` (GeV) of the absorber sets the depth of electromagnetic showers.
+    """
+
+    unit: str
+    edges: tuple[float, ...]
+    critical_energy: float  # GeV
+
+    UNITS = ("X0", "lambda")
+
+    def validate(self, where: str) -> None:
+        if self.unit not in self.UNITS:
+            raise ConfigError(
+                f"{where}.unit must be one of {', '.join(self.UNITS)}; got {self.unit!r}."
+                f"{did_you_mean(self.unit, self.UNITS)}"
+            )
+        _increasing(self.edges, f"{where}.edges")
+        if self.edges[0] != 0:
+            raise ConfigError(
+                f"{where}.edges must start at the front face, 0; got {self.edges[0]}."
+            )
+        if not (math.isfinite(self.critical_energy) and self.critical_energy > 0):
+            raise ConfigError(
+                f"{where}.critical_energy must be a positive energy in GeV (PbWO4: 0.0085); "
+                f"got {self.critical_energy}."
+            )
+
+    @property
+    def n_segments(self) -> int:
+        return len(self.edges) - 1
+
+
+@dataclasses.dataclass(frozen=True)
 class Calorimeter:
-    """A sampling calorimeter: tower grids, resolution, lateral spread, thresholds."""
+    """A sampling calorimeter: tower grids, resolution, lateral spread, thresholds, depth
+    segments and the electronic noise of each tower."""
 
     grids: tuple[TowerGrid, ...]
     resolution: EnergyResolution
     energy_min: float  # GeV: towers below are dropped
     significance_min: float  # PF neutrals need excess / sigma(expected charged deposit) above
     lateral_spread: float  # Gaussian width of a shower in (eta, phi) units; 0 = one tower
+    tower_noise: tuple[float, ...]  # GeV: noise of one tower, per resolution |eta| bin
+    depth: Depth
 
     def validate(self, where: str) -> None:
         for k, g in enumerate(self.grids):
@@ -136,6 +177,21 @@ class Calorimeter:
         self.resolution.validate(f"{where}.resolution")
         for key in ("energy_min", "significance_min", "lateral_spread"):
             _non_negative(getattr(self, key), f"{where}.{key}")
+        n = len(self.resolution.eta_edges) - 1
+        if len(self.tower_noise) != n:
+            raise ConfigError(
+                f"{where}.tower_noise needs one value per |eta| bin of {where}.resolution ({n}); "
+                f"got {len(self.tower_noise)}."
+            )
+        for v in self.tower_noise:
+            _non_negative(v, f"{where}.tower_noise")
+        self.depth.validate(f"{where}.depth")
+
+    def noise_sigma(self, abseta: np.ndarray) -> np.ndarray:
+        """Electronic noise (GeV) of one tower at |eta|."""
+        edges = self.resolution.eta_edges
+        i = np.clip(np.searchsorted(edges, abseta, side="right") - 1, 0, len(self.tower_noise) - 1)
+        return np.asarray(self.tower_noise)[i]
 
     @property
     def eta_max(self) -> float:

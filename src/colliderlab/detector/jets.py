@@ -143,6 +143,8 @@ def reconstruct_jets(events, pf_cands, card: DetectorCard, rng) -> dict[str, ak.
             with warnings.catch_warnings():  # FastJet warns on exclusive C/A jets: intended
                 warnings.simplefilter("ignore", UserWarning)
                 fields.update(substructure(pf_cands, constituents, r))
+            # the groomed mass gets the jet's energy-scale correction (as CMS does for AK8)
+            fields["msoftdrop"] = fields["msoftdrop"] / fields["raw_factor"]
         out[name] = ak.zip(fields)
         jet_idx = ak.local_index(constituents, axis=1) * ak.ones_like(constituents)
         out[f"{name}PFCand"] = ak.zip(

@@ -14,7 +14,7 @@ import awkward as ak
 import numpy as np
 
 from colliderlab.core.capture import capture_stdout
-from colliderlab.detector.calorimeter import TowerGridMap
+from colliderlab.detector.calorimeter import TowerGridMap, depth_fractions
 from colliderlab.detector.card import DetectorCard
 from colliderlab.detector.physics import (
     ELECTRON_MASS,
@@ -61,9 +61,10 @@ def _apply_efficiency(cand, cand_idx, efficiency, rng):
 class FastSimulation:
     """Runs the detector card over events; ``__call__(events, rng) -> reconstructed events``."""
 
-    def __init__(self, card: DetectorCard, hits: bool = False) -> None:
+    def __init__(self, card: DetectorCard, hits: bool = False, towers: bool = False) -> None:
         self.card = card
         self.hits = hits  # also simulate tracker hits (the Hit collection)
+        self.towers = towers  # also write the calorimeter towers (EcalTower, HcalTower)
         self.ecal = TowerGridMap(card.ecal)
         self.hcal = TowerGridMap(card.hcal)
 
@@ -124,8 +125,12 @@ class FastSimulation:
         towers = {}
         for name, cmap, frac in (("ecal", self.ecal, f_ecal), ("hcal", self.hcal, 1.0 - f_ecal)):
             s = in_calo & (frac > 0)
-            keys, true_e = cmap.deposit(ev[s], eta_c[s], phi_c[s], e_true[s] * frac[s])
-            towers[name] = cmap.measure(keys, true_e, rng)
+            e_dep = e_true[s] * frac[s]
+            if self.towers:  # depth segments are only written out, not used by PF
+                seg = depth_fractions(cmap.calo.depth, e_dep, rng, photon=apid[s] == 22)
+                e_dep = e_dep[:, None] * seg
+            keys, true_e = cmap.deposit(ev[s], eta_c[s], phi_c[s], e_dep)
+            towers[name] = cmap.measure(keys, true_e, n_ev, rng)
 
         # ------------------------------------------------------------------ particle flow
         t_reached = reached[t]
@@ -251,10 +256,13 @@ class FastSimulation:
             jets = reconstruct_jets(events, pf_cands, card, rng)
 
         out = {
-            "event_id": events.event_id,
-            "process_id": events.process_id,
-            "weight": events.weight,
-            "n_pileup": events.n_pileup,
+            # event identity and generator info under NanoAOD's names (coffea's NanoEvents)
+            "run": np.ones(n_ev, dtype=np.uint32),
+            "luminosityBlock": np.ones(n_ev, dtype=np.uint32),
+            "event": ak.values_astype(events.event_id, np.uint64),
+            "genWeight": events.weight,
+            "genProcessId": events.process_id,
+            "Pileup": ak.zip({"nPU": events.n_pileup}),
             "PV": ak.zip({"z": pv_z, "n_tracks": ak.to_numpy(ak.sum(tracks.from_pv, axis=1))}),
             "MET": met,
             "GenMET": gen_met,
@@ -265,10 +273,28 @@ class FastSimulation:
             "Photon": photons,
             **jets,
             **({"Hit": hit_coll} if self.hits else {}),
+            **(self._tower_collections(towers, n_ev) if self.towers else {}),
             "GenPart": events.truth,
             "GenVisTau": events.vistau,
         }
         return ak.zip(out, depth_limit=1)
+
+    # ----------------------------------------------------------------------------- towers
+    def _tower_collections(self, towers, n_ev: int) -> dict[str, ak.Array]:
+        """``EcalTower`` / ``HcalTower``: measured energy, centre, and the energy of each depth
+        segment (``depth_1`` is the front one), in GeV."""
+        out = {}
+        for name, key in (("EcalTower", "ecal"), ("HcalTower", "hcal")):
+            tw = towers[key]
+            cols = {
+                "energy": tw.energy.astype(np.float32),
+                "eta": tw.eta.astype(np.float32),
+                "phi": tw.phi.astype(np.float32),
+            }
+            for j in range(tw.segments.shape[1]):
+                cols[f"depth_{j + 1}"] = tw.segments[:, j].astype(np.float32)
+            out[name] = _group(tw.event, n_ev, cols)
+        return out
 
     # ----------------------------------------------------------------------------- hits
     def _hits(self, ev, n_ev, pt, eta, phi, charge, vz, apid, visible, gen_index, t, t_local, rng):

@@ -30,7 +30,7 @@ from colliderlab.io.store import (
 )
 
 #: Version of the reconstructed-event layout.
-RECO_SCHEMA_VERSION = 1
+RECO_SCHEMA_VERSION = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,11 +44,13 @@ class SimulationConfig:
     seed: int = 1
     format: str = "parquet"
     hits: bool = False
+    towers: bool = False
 
     def digest(self) -> str:
         blob = json.dumps(
             {
                 "hits": self.hits,
+                "towers": self.towers,
                 "input": self.input_digest,
                 "card": self.card.digest(),
                 "seed": self.seed,
@@ -78,7 +80,9 @@ def run_chunk(config: SimulationConfig, index: int, directory: str) -> dict[str,
         )
     events = read_chunk(source)
     rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(index,)))
-    reco = without_vector_names(FastSimulation(config.card, hits=config.hits)(events, rng))
+    reco = without_vector_names(
+        FastSimulation(config.card, hits=config.hits, towers=config.towers)(events, rng)
+    )
     return finish_chunk(reco, directory, index, config.format, config.digest(), n_events=n_events)
 
 
@@ -90,6 +94,7 @@ def simulate(
     seed: int = 1,
     format: str = "parquet",
     hits: bool = False,
+    towers: bool = False,
     workers: int | None = None,
     scheduler: str | None = None,
     client: Any = None,
@@ -100,7 +105,9 @@ def simulate(
     """Run the fast detector simulation over a generated dataset; return the new dataset.
 
     ``hits=True`` also writes the tracker hits (``Hit``: x, y, z, layer, gen_index,
-    track_index) and the number of hits of each track.
+    track_index) and the number of hits of each track. ``towers=True`` also writes the
+    calorimeter towers (``EcalTower``, ``HcalTower``: energy, eta, phi and the energy of each
+    depth segment, ``depth_1`` ...).
     """
     source = Dataset(input_dir)
     if source.kind != "generation":
@@ -123,6 +130,7 @@ def simulate(
         seed=seed,
         format=format,
         hits=hits,
+        towers=towers,
     )
     directory = Path(output)
     check_output(config.digest(), directory, overwrite)
@@ -138,6 +146,7 @@ def simulate(
                 "seed": seed,
                 "format": format,
                 "hits": hits,
+                "towers": towers,
                 "input": config.input,
                 "pileup": source.config.get("pileup"),
             },

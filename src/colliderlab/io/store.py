@@ -53,13 +53,20 @@ def _write_parquet(events: ak.Array, path: Path) -> None:
     ak.to_parquet(events, path, compression="zstd", row_group_size=None)
 
 
+RECORDS_KEY = "colliderlab_records"
+
+
 def _write_root(events: ak.Array, path: Path) -> None:
     import uproot
 
     branches = {f: events[f] for f in events.fields}
+    # one-per-event records (MET, PV, ...) become branches MET_pt, ...: note their names so
+    # that the reader rebuilds them (jagged collections are found by their counter branch)
+    records = [k for k, v in branches.items() if v.ndim == 1 and v.fields]
     with uproot.recreate(path) as f:
         tree = f.mktree(TREE_NAME, {k: ak.type(v) for k, v in branches.items()})
         tree.extend(branches)
+        f[RECORDS_KEY] = json.dumps(records)
 
 
 def write_chunk(events: ak.Array, path: str | os.PathLike[str], fmt: str) -> str:
@@ -75,6 +82,7 @@ def _read_root(path: Path, columns: Sequence[str] | None) -> ak.Array:
     with uproot.open(path) as f:
         if TREE_NAME not in f:
             raise DatasetError(f"{path} has no TTree {TREE_NAME!r}; it is not a colliderlab chunk.")
+        records = set(json.loads(str(f[RECORDS_KEY]))) if RECORDS_KEY in f else set()
         wanted = None if columns is None else set(columns)
         flat = f[TREE_NAME].arrays(
             filter_name=None
@@ -88,7 +96,7 @@ def _read_root(path: Path, columns: Sequence[str] | None) -> ak.Array:
         if key.startswith("n") and any(k.startswith(key[1:] + "_") for k in flat.fields):
             continue  # counter branch of a jagged collection
         coll, sep, field = key.partition("_")
-        if sep and ("n" + coll) in flat.fields:
+        if sep and (("n" + coll) in flat.fields or coll in records):
             out.setdefault(coll, {})[field] = flat[key]
         else:
             out[key] = flat[key]
