@@ -27,3 +27,15 @@ def run_simulate(args) -> int:
     result = bench_simulate(args.process, args.events, tuple(args.pileup), args.detector)
     print(json.dumps(result, indent=2))
     return 0
+
+
+def run_tagging(args) -> int:
+    import colliderlab.tagging.models  # noqa: F401 - registers the models
+    from colliderlab.bench.tagging import bench_tagging, markdown
+    from colliderlab.core.registry import lookup
+
+    for m in args.models or []:
+        lookup("tagger", m)
+    result = bench_tagging(args.models, args.particles, min_time=args.min_time)
+    print(json.dumps(result, indent=2) if args.json else markdown(result))
+    return 0

@@ -175,6 +175,12 @@ def _add_bench(sub) -> None:
     s.add_argument("--detector", default="generic_lhc", metavar="CARD")
     s.add_argument("--json", action="store_true", help="print JSON only")
     s.set_defaults(func="colliderlab.cli.bench:run_simulate")
+    t = bsub.add_parser("tagging", help="tagger inference: PyTorch eager vs ONNX Runtime")
+    t.add_argument("--models", nargs="+", default=None, help="default: every deep tagger")
+    t.add_argument("--particles", type=int, default=64, help="particles per jet (64)")
+    t.add_argument("--min-time", type=float, default=1.0, help="seconds per measurement")
+    t.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    t.set_defaults(func="colliderlab.cli.bench:run_tagging")
 
 
 def _add_demo(sub) -> None:
@@ -189,6 +195,12 @@ def _add_env(sub) -> None:
     p = sub.add_parser("env", help="versions of colliderlab and its dependencies")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func="colliderlab.cli.env:run")
+
+
+def _add_tasks(sub) -> None:
+    from colliderlab.cli.tagging import add_parsers
+
+    add_parsers(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -206,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_validate,
         _add_info,
         _add_export,
+        _add_tasks,
         _add_bench,
         _add_demo,
         _add_env,
