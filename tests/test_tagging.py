@@ -311,3 +311,74 @@ def test_bench_tagging_compares_onnx_with_pytorch(capsys):
         assert row[batch]["max_abs_diff"] < 1e-5  # ONNX Runtime reproduces PyTorch
         assert row[batch]["torch_jets_per_s"] > 0
         assert row[batch]["onnx_jets_per_s"] > 0
+
+
+def test_torchrun_ddp_training(top_path, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    # two CPU processes (gloo) train one model with DistributedDataParallel
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29533",
+        "-m",
+        "colliderlab.cli.main",
+        "train",
+        "tagging",
+        "--dataset",
+        "top",
+        "--jets",
+        "240",
+        "--data-dir",
+        str(top_path.parent.parent),
+        "--model",
+        "pfn",
+        "--epochs",
+        "2",
+        "--max-particles",
+        "16",
+        "--batch-size",
+        "32",
+        "-o",
+        str(tmp_path / "ddp"),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((tmp_path / "ddp" / "result.json").read_text())
+    assert [h["epoch"] for h in result["history"]] == [1, 2]
+    assert result["metrics"]["auc"] > 0.65  # learns (each rank sees half the 144 jets)
+
+
+def test_w_and_quark_gluon_datasets(tmp_path):
+    w = JetSet.concatenate(
+        list(
+            load_dataset(
+                build_dataset("w", tmp_path, n_jets=40, workers=2, progress=False)
+            ).values()
+        )
+    )
+    assert ((w.jet["pt"] > 300) & (w.jet["pt"] < 400)).all()
+    # contained W jets peak near m_W in soft-drop mass; QCD jets lie lower
+    assert np.median(w.jet["msoftdrop"][w.label == 1]) == pytest.approx(80.4, abs=12)
+    assert np.median(w.jet["msoftdrop"][w.label == 0]) < 60
+    qg = JetSet.concatenate(
+        list(
+            load_dataset(
+                build_dataset("qg", tmp_path, n_jets=60, workers=2, progress=False)
+            ).values()
+        )
+    )
+    assert ((qg.jet["pt"] > 500) & (qg.jet["pt"] < 550)).all()
+    assert (abs(qg.jet["eta"]) < 1.7).all()
+    assert "msoftdrop" not in qg.jet  # AK4 jets: no large-R substructure
+    # gluons radiate more (C_A / C_F = 9/4): more constituents, wider jets than quarks
+    quark, gluon = qg.label == 1, qg.label == 0
+    assert qg.jet["n_constituents"][gluon].mean() > 1.15 * qg.jet["n_constituents"][quark].mean()
+    assert qg.jet["girth"][gluon].mean() > qg.jet["girth"][quark].mean()

@@ -159,7 +159,8 @@ def _parton_match(jets: ak.Array, genpart: ak.Array, radius: float) -> ak.Array:
     1 = quark, 21 = gluon, 0 = none."""
     hard = (genpart.flags & int(TruthFlag.HARD)) != 0
     apid = abs(genpart.pid)
-    partons = genpart[hard & (genpart.status == 23) & ((apid <= 5) | (apid == 21))]
+    # outgoing partons of the hard process: status 23 (negative once they have showered)
+    partons = genpart[hard & (abs(genpart.status) == 23) & ((apid <= 5) | (apid == 21))]
     eta = ak.Array(np.arcsinh(partons.pz / np.maximum(np.hypot(partons.px, partons.py), 1e-9)))
     phi = np.arctan2(partons.py, partons.px)
     p = ak.zip({"eta": eta, "phi": phi, "flav": ak.where(abs(partons.pid) == 21, 21, 1)})
@@ -206,7 +207,7 @@ def select_jets(events: ak.Array, spec: TaggingDataset, sample: Sample, label: i
     order = np.lexsort((-c_pt, rows))
     rows, pf_id = rows[order], pf_id[order]
     counts = np.bincount(rows, minlength=len(keep))
-    rank = np.arange(len(rows)) - np.repeat(np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+    rank = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
     n_max = max(int(counts.max()) if len(counts) else 1, 1)
     out = {}
     pt, eta, phi, mass = (flat[k][pf_id] for k in ("pt", "eta", "phi", "mass"))
@@ -305,11 +306,15 @@ def build_dataset(
         for label, sample in ((1, spec.signal), (0, spec.background)):
             got: list[JetSet] = []
             yield_ = sample.jets_per_event
+            previous = 0
             for rnd in range(_MAX_ROUNDS):
                 have = sum(len(s) for s in got)
                 if have >= per_class:
                     break
                 n_events = max(50, math.ceil((per_class - have) / max(yield_, 0.01) * 1.15))
+                if rnd:  # a round at most 10x the previous one: a broken selection fails fast
+                    n_events = min(n_events, 10 * previous)
+                previous = n_events
                 cls = "signal" if label else "background"
                 base = samples_dir / f"{cls}-{n_events}-seed{seed}-round{rnd}"
                 config = GenerationConfig(

@@ -87,24 +87,43 @@ def cut_score(jets: JetSet, dataset: str) -> np.ndarray:
 
 
 def train_bdt(train: JetSet, val: JetSet, seed: int, out: Path):
+    """Gradient-boosted trees (xgboost) on the jet-level observables, early-stopped on the
+    validation log-loss; the model is saved as ``OUT/bdt.json``."""
     import xgboost as xgb
 
     keys, x = _substructure(train)
     _, xv = _substructure(val)
-    model = xgb.XGBClassifier(
-        n_estimators=400,
-        max_depth=4,
-        learning_rate=0.1,
-        subsample=0.8,
-        random_state=seed,
-        n_jobs=os.cpu_count(),
+    dtrain = xgb.DMatrix(x, label=train.label, feature_names=keys)
+    dval = xgb.DMatrix(xv, label=val.label, feature_names=keys)
+    params = {
+        "objective": "binary:logistic",
+        "eval_metric": "logloss",
+        "max_depth": 4,
+        "eta": 0.1,
+        "subsample": 0.8,
+        "seed": seed,
+        "nthread": os.cpu_count() or 1,
+    }
+    booster = xgb.train(
+        params,
+        dtrain,
+        num_boost_round=400,
+        evals=[(dval, "val")],
         early_stopping_rounds=30,
-        eval_metric="logloss",
+        verbose_eval=False,
     )
-    model.fit(x, train.label, eval_set=[(xv, val.label)], verbose=False)
-    model.save_model(out / "bdt.json")
+    booster.save_model(out / "bdt.json")
     write_json(out / "bdt_features.json", keys)
-    return model
+    return booster
+
+
+def bdt_scores(booster, jets: JetSet) -> np.ndarray:
+    import xgboost as xgb
+
+    keys, x = _substructure(jets)
+    return booster.predict(
+        xgb.DMatrix(x, feature_names=keys), iteration_range=(0, booster.best_iteration + 1)
+    )
 
 
 # ----------------------------------------------------------------------------- deep models
@@ -212,8 +231,7 @@ def train(
     if config.model == "cut":
         scores = cut_score(test, dataset)
     elif config.model == "bdt":
-        model = train_bdt(data["train"], data["val"], config.seed, out)
-        scores = model.predict_proba(_substructure(test)[1])[:, 1]
+        scores = bdt_scores(train_bdt(data["train"], data["val"], config.seed, out), test)
     else:
         scores, extra = _train_deep(config, data, out, progress, on_epoch)
     result = {
@@ -225,13 +243,14 @@ def train(
         "version": __version__,
         **extra,
     }
-    np.savez(
-        out / "scores.npz",
-        label=test.label,
-        score=scores,
-        mass=test.jet.get("msoftdrop", test.jet["mass"]),
-    )
-    write_json(out / "result.json", result)
+    if int(os.environ.get("RANK", "0")) == 0:  # one writer under torchrun
+        np.savez(
+            out / "scores.npz",
+            label=test.label,
+            score=scores,
+            mass=test.jet.get("msoftdrop", test.jet["mass"]),
+        )
+        write_json(out / "result.json", result)
     return result
 
 
@@ -246,7 +265,11 @@ def _train_deep(
     from colliderlab.tagging.models import count_parameters
 
     world, rank = _distributed()
-    model = build_model(config)
+    if torch.cuda.is_available():  # one GPU per process (LOCAL_RANK under torchrun)
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    else:
+        device = torch.device("cpu")
+    model = build_model(config).to(device)
     arrays = {
         s: model_inputs(model, data[s], config.max_particles) for s in ("train", "val", "test")
     }
@@ -268,7 +291,13 @@ def _train_deep(
         generator=g,
         drop_last=len(train_ds) > config.batch_size,
     )
-    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    net = (
+        torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+        if world > 1
+        else model
+    )
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs * len(loader))
     loss_fn = torch.nn.BCEWithLogitsLoss()
@@ -281,7 +310,7 @@ def _train_deep(
                 f"{ckpt} was trained with another configuration ({saved['config']}); use "
                 "another output directory to train this one."
             )
-        model.load_state_dict(saved["model"])
+        model.load_state_dict(saved["model"])  # (saved on the CPU: map_location)
         opt.load_state_dict(saved["optimizer"])
         sched.load_state_dict(saved["scheduler"])
         g.set_state(saved["generator"])
@@ -293,7 +322,8 @@ def _train_deep(
         out_ = []
         with torch.no_grad():
             for i in range(0, len(arrs[0]), batch):
-                out_.append(model(*(torch.from_numpy(a[i : i + batch]) for a in arrs)))
+                x = (torch.from_numpy(a[i : i + batch]).to(device) for a in arrs)
+                out_.append(model(*x).cpu())
         return torch.cat(out_).numpy()
 
     val_label = torch.from_numpy(data["val"].label.astype(np.float32))
@@ -312,6 +342,7 @@ def _train_deep(
             leave=False,
         )
         for *x, y in bar:
+            x, y = [t.to(device, non_blocking=True) for t in x], y.to(device)
             opt.zero_grad()
             loss = loss_fn(net(*x), y)
             loss.backward()
@@ -333,7 +364,7 @@ def _train_deep(
         )
         if val_loss < state["best_loss"]:
             state["best_loss"] = val_loss
-            state["best"] = {k: v.clone() for k, v in model.state_dict().items()}
+            state["best"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         state["epoch"] = epoch + 1
         if rank == 0:
             _save_checkpoint(
@@ -356,6 +387,8 @@ def _train_deep(
     if state["best"] is not None:
         model.load_state_dict(state["best"])
     scores = 1.0 / (1.0 + np.exp(-predict(arrays["test"]).astype(np.float64)))
+    if world > 1:
+        torch.distributed.destroy_process_group()
     return scores, {
         "n_params": count_parameters(model),
         "train_s_per_epoch": float(np.mean(epoch_times)) if epoch_times else 0.0,
