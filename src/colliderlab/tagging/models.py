@@ -524,7 +524,8 @@ class _LGEB(nn.Module):
 
     m_ij = phi_e(h_i, h_j, psi(|x_i - x_j|^2), psi(<x_i, x_j>)),
     x_i <- x_i + c sum_j phi_x(m_ij) x_j (if ``update_coordinates``),
-    h_i <- h_i + phi_h(h_i, sum_j phi_m(m_ij) m_ij, s_i), sums over real j != i.
+    h_i <- h_i + phi_h(h_i, mean_j phi_m(m_ij) m_ij, s_i), over real j != i (the mean keeps
+    the scale of h independent of the multiplicity; the paper sums).
     """
 
     def __init__(
@@ -568,7 +569,9 @@ class _LGEB(nn.Module):
         if self.phi_x is not None:
             weights = self.phi_x(m) * edge_mask  # (B, N, N, 1)
             x = x + self.c_weight * (weights * x.unsqueeze(1)).sum(2)
-        aggregated = (self.phi_m(m) * m * edge_mask).sum(2)  # (B, N, H)
+        # mean over the real neighbours: the scale of h does not grow with the multiplicity
+        n_neighbours = edge_mask.sum(2).clamp(min=1.0)  # (B, N, 1)
+        aggregated = (self.phi_m(m) * m * edge_mask).sum(2) / n_neighbours  # (B, N, H)
         h = h + self.phi_h(torch.cat([h, aggregated, scalars], dim=-1))
         return h, x
 
