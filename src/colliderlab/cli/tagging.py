@@ -101,10 +101,10 @@ def add_parsers(sub) -> None:
         p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
 
     def train_options(p):
-        p.add_argument("--epochs", type=int, default=10)
+        p.add_argument("--epochs", type=int, default=40)
         p.add_argument("--batch-size", type=int, default=128)
-        p.add_argument("--lr", type=float, default=1e-3)
-        p.add_argument("--max-particles", type=int, default=64)
+        p.add_argument("--lr", type=float, default=3e-3)
+        p.add_argument("--max-particles", type=int, default=48)
         p.add_argument("-o", "--output", default=None, help="output directory")
 
     ds = sub.add_parser("dataset", help="build a task's dataset (cached)")

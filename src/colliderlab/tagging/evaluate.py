@@ -45,10 +45,10 @@ def evaluate(
     out: str | os.PathLike[str],
     *,
     seeds: int = 3,
-    epochs: int = 10,
+    epochs: int = 40,
     batch_size: int = 128,
-    lr: float = 1e-3,
-    max_particles: int = 64,
+    lr: float = 3e-3,
+    max_particles: int = 48,
     progress: bool | None = None,
 ) -> dict[str, Any]:
     from colliderlab.tagging.metrics import (

@@ -36,11 +36,11 @@ class TrainConfig:
     """What determines a training: the model, its size and the optimisation."""
 
     model: str
-    epochs: int = 10
+    epochs: int = 40
     batch_size: int = 128
-    lr: float = 1e-3
+    lr: float = 3e-3
     weight_decay: float = 1e-4
-    max_particles: int = 64
+    max_particles: int = 48
     seed: int = 1
     model_kwargs: tuple[tuple[str, Any], ...] = ()
 
