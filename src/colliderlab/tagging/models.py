@@ -718,11 +718,12 @@ def jet_images(
 class JetImageCNN(nn.Module):
     """Convolutional network on jet images (DeepTop, arXiv:1701.08784).
 
-    Convolutions ``channels`` (ReLU, 'same' padding) with a 2x2 max-pool after every second
-    one, then dense ReLU layers ``dense`` and a linear output. DeepTop uses 40x40 images, four
-    4x4 convolutions with 8 filters (max-pool after the second) and three dense layers of 64;
-    the default here takes the 33x33 images of :func:`jet_images` through four 3x3
-    convolutions (8, 8, 16, 16) with two max-pools and dense (64, 64), about 7.4e4 parameters.
+    Convolutions ``channels`` (batch norm, ReLU, 'same' padding) with a 2x2 max-pool after
+    every second one, then dense ReLU layers ``dense`` and a linear output. DeepTop uses 40x40
+    images, four 4x4 convolutions with 8 filters (max-pool after the second) and three dense
+    layers of 64; the default here takes the 33x33 images of :func:`jet_images` through four
+    3x3 convolutions (8, 8, 16, 16) with two max-pools and dense (64, 64), about 7.4e4
+    parameters.
 
     Args:
         npix: image side in pixels.
@@ -748,7 +749,13 @@ class JetImageCNN(nn.Module):
         layers: list[nn.Module] = []
         width, side = 1, npix
         for i, out in enumerate(channels):
-            layers += [nn.Conv2d(width, out, kernel_size, padding=kernel_size // 2), nn.ReLU()]
+            # batch norm after each convolution: pT-normalised pixels are ~1e-3, and a plain
+            # ReLU stack on them can stay stuck at its starting point
+            layers += [
+                nn.Conv2d(width, out, kernel_size, padding=kernel_size // 2),
+                nn.BatchNorm2d(out),
+                nn.ReLU(),
+            ]
             width = out
             if i % 2 == 1:
                 layers.append(nn.MaxPool2d(2))
