@@ -39,3 +39,13 @@ def run_tagging(args) -> int:
     result = bench_tagging(args.models, args.particles, min_time=args.min_time)
     print(json.dumps(result, indent=2) if args.json else markdown(result))
     return 0
+
+
+def run_higgsml(args) -> int:
+    from colliderlab.bench.higgsml import bench_higgsml
+    from colliderlab.core.errors import ConfigError
+
+    if args.events < 100:
+        raise ConfigError(f"--events must be at least 100; got {args.events}.")
+    print(json.dumps(bench_higgsml(args.csv, args.events, args.seed), indent=2))
+    return 0

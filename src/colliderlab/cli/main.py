@@ -181,6 +181,11 @@ def _add_bench(sub) -> None:
     t.add_argument("--min-time", type=float, default=1.0, help="seconds per measurement")
     t.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     t.set_defaults(func="colliderlab.cli.bench:run_tagging")
+    h = bsub.add_parser("higgsml", help="HiggsML pipeline and BDT training at 250k events")
+    h.add_argument("csv", help="source file in the HiggsML format (resampled to --events rows)")
+    h.add_argument("--events", type=int, default=250_000, help="rows (default 250000)")
+    h.add_argument("--seed", type=int, default=1)
+    h.set_defaults(func="colliderlab.cli.bench:run_higgsml")
 
 
 def _add_demo(sub) -> None:
@@ -198,9 +203,16 @@ def _add_env(sub) -> None:
 
 
 def _add_tasks(sub) -> None:
-    from colliderlab.cli.tagging import add_parsers
+    from colliderlab.cli import higgsml, tagging
 
-    add_parsers(sub)
+    ds = sub.add_parser("dataset", help="build a task's dataset (cached)")
+    dsub = ds.add_subparsers(dest="task", required=True)
+    tr = sub.add_parser("train", help="train a model for a task")
+    tsub = tr.add_subparsers(dest="task", required=True)
+    ev = sub.add_parser("evaluate", help="compare the models of a task")
+    esub = ev.add_subparsers(dest="task", required=True)
+    tagging.add_parsers(dsub, tsub, esub)
+    higgsml.add_parsers(dsub, tsub, esub)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -86,8 +86,8 @@ def run_evaluate(args) -> int:
     return 0
 
 
-def add_parsers(sub) -> None:
-    """The ``dataset``, ``train`` and ``evaluate`` commands (task ``tagging``)."""
+def add_parsers(dsub, tsub, esub) -> None:
+    """``dataset tagging``, ``train tagging`` and ``evaluate tagging``."""
     import argparse
 
     def data_options(p):
@@ -107,8 +107,6 @@ def add_parsers(sub) -> None:
         p.add_argument("--max-particles", type=int, default=48)
         p.add_argument("-o", "--output", default=None, help="output directory")
 
-    ds = sub.add_parser("dataset", help="build a task's dataset (cached)")
-    dsub = ds.add_subparsers(dest="task", required=True)
     p = dsub.add_parser("tagging", help="jet-tagging datasets: top, w, qg")
     p.add_argument("dataset", help="top, w or qg")
     p.add_argument("-o", "--data-dir", default="colliderlab-data")
@@ -120,8 +118,6 @@ def add_parsers(sub) -> None:
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
     p.set_defaults(func="colliderlab.cli.tagging:run_dataset")
 
-    tr = sub.add_parser("train", help="train a model for a task")
-    tsub = tr.add_subparsers(dest="task", required=True)
     p = tsub.add_parser("tagging", help="train one jet tagger")
     data_options(p)
     train_options(p)
@@ -135,8 +131,6 @@ def add_parsers(sub) -> None:
     )
     p.set_defaults(func="colliderlab.cli.tagging:run_train")
 
-    ev = sub.add_parser("evaluate", help="compare the models of a task")
-    esub = ev.add_subparsers(dest="task", required=True)
     p = esub.add_parser("tagging", help="all taggers: table, ROC, scores, mass sculpting")
     data_options(p)
     train_options(p)

@@ -348,9 +348,13 @@ class TauTag:
     eta_max: float
     efficiency: float
     fake_rate: float
+    # the charge and prong count come from the tracks in the signal cone (as in CMS's
+    # hadrons-plus-strips taus): tracks above track_pt_min GeV within signal_cone of the axis
+    signal_cone: float = 0.1
+    track_pt_min: float = 1.0
 
     def validate(self, where: str) -> None:
-        for key in ("dr", "pt_min", "eta_max"):
+        for key in ("dr", "pt_min", "eta_max", "signal_cone", "track_pt_min"):
             _non_negative(getattr(self, key), f"{where}.{key}")
         for key in ("efficiency", "fake_rate"):
             if not 0 <= getattr(self, key) <= 1:

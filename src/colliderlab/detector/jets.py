@@ -267,17 +267,24 @@ def _taus(events, jets, jet_cands, pf_cands, card, rng) -> ak.Array:
     prob = np.where(flat_match, cfg.efficiency, cfg.fake_rate)
     tagged = ak.unflatten(rng.random(len(prob)) < prob, ak.num(jets))
     sel = tagged & (jets.pt > cfg.pt_min) & (abs(jets.eta) < cfg.eta_max)
-    # charge: sum of the charges of the jet's charged constituents
-    charge_of = pf_cands.charge[jet_cands.pf_index]
+    # charge and prongs: the charged constituents above track_pt_min in the signal cone
+    cpf = pf_cands[jet_cands.pf_index]
     jidx = jet_cands.jet_index
+    axis_eta, axis_phi = jets.eta[jidx], jets.phi[jidx]
+    dr2c = (cpf.eta - axis_eta) ** 2 + delta_phi(cpf.phi, axis_phi) ** 2
+    prong = (cpf.charge != 0) & (cpf.pt > cfg.track_pt_min) & (dr2c < cfg.signal_cone**2)
     n = ak.num(jets)
     for_ev = ak.to_numpy(ak.flatten(jidx)) + np.repeat(
         np.concatenate([[0], np.cumsum(ak.to_numpy(n))[:-1]]), ak.to_numpy(ak.num(jidx))
     )
+    flat_prong = ak.to_numpy(ak.flatten(prong)).astype(np.float64)
+    n_jets = int(ak.sum(n))
     jet_charge = np.bincount(
-        for_ev, weights=ak.to_numpy(ak.flatten(charge_of)), minlength=int(ak.sum(n))
+        for_ev, weights=flat_prong * ak.to_numpy(ak.flatten(cpf.charge)), minlength=n_jets
     )
+    jet_prongs = np.bincount(for_ev, weights=flat_prong, minlength=n_jets)
     charge = ak.unflatten(jet_charge.astype(np.int8), n)
+    prongs = ak.unflatten(jet_prongs.astype(np.int8), n)
     return ak.zip(
         {
             "pt": jets.pt[sel],
@@ -285,6 +292,7 @@ def _taus(events, jets, jet_cands, pf_cands, card, rng) -> ak.Array:
             "phi": jets.phi[sel],
             "mass": jets.mass[sel],
             "charge": charge[sel],
+            "n_prongs": prongs[sel],
             "gen_matched": matched[sel],
             "jet_index": ak.local_index(jets)[sel],
         }

@@ -1,0 +1,292 @@
+"""The HiggsML analysis end to end: train, choose the threshold, AMS, AUC, significance.
+
+:func:`run_analysis` takes a :class:`~colliderlab.higgsml.csvio.HiggsMLData` (colliderlab's
+generated dataset or the real challenge file), splits it (:func:`~colliderlab.higgsml.csvio.
+split`: the challenge's own sets for the Open Data file), and for each method
+
+1. trains on the training part (validation part for early stopping);
+2. chooses the selection threshold that maximises the AMS of the *validation* part;
+3. reports on the held-out *test* part: the AMS at that threshold (the challenge's private
+   leaderboard score), the weighted AUC, and the expected discovery significance Z0 of a
+   binned likelihood of the score (:mod:`colliderlab.higgsml.significance`: signal,
+   one sample per background process with a normalisation uncertainty, MC statistics);
+   the cut-based analysis is the counting experiment of its selected events;
+4. compares every method with the cut-based one: Z0 ratio, and the luminosity factor the
+   cut-based analysis would need to reach the same Z0.
+
+Each method's result (``runs/METHOD/result.json``, test scores in ``scores.npz``) is kept: a
+rerun reuses finished methods, so a killed evaluation resumes. Outputs: ``results.md``,
+``results.json``, ``ams.png`` (AMS vs selected signal fraction on the test part) and
+``scores.png``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from colliderlab.core.files import write_json
+from colliderlab.higgsml.ams import ams_at, ams_curve, best_threshold
+from colliderlab.higgsml.csvio import HiggsMLData, split
+from colliderlab.higgsml.methods import METHOD_FEATURES, make_method
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_METHODS = ("cuts", "bdt", "dnn", "dnn_low", "ensemble")
+LABELS = {
+    "cuts": "cut-based",
+    "bdt": "BDT",
+    "bdt_low": "BDT (low-level)",
+    "dnn": "DNN",
+    "dnn_low": "DNN (low-level)",
+    "dnn_high": "DNN (high-level)",
+    "ensemble": "BDT + 3 DNN ensemble",
+}
+RESULT_VERSION = 1
+
+
+def _digest(data: HiggsMLData, method: str, seed: int, options: dict) -> str:
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(data.features).tobytes())
+    if data.weight is not None:
+        h.update(np.ascontiguousarray(data.weight).tobytes())
+    h.update(json.dumps([method, seed, options, RESULT_VERSION], sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def _weights(part: HiggsMLData) -> np.ndarray:
+    if part.weight is None:
+        from colliderlab.core.errors import ConfigError
+
+        raise ConfigError(
+            "the data have no Weight column (a Kaggle test.csv?); the analysis needs "
+            "labelled, weighted events (training.csv or the Open Data file)."
+        )
+    return part.weight
+
+
+def run_method(
+    method: str,
+    parts: tuple[HiggsMLData, HiggsMLData, HiggsMLData],
+    out: Path,
+    *,
+    seed: int = 1,
+    b_reg: float = 10.0,
+    digest: str = "",
+) -> dict[str, Any]:
+    """Train and score one method (reusing a finished run in ``out``)."""
+    from colliderlab.tagging.metrics import auc
+
+    result_path = out / "result.json"
+    if result_path.is_file():
+        try:
+            old = json.loads(result_path.read_text())
+            if old.get("digest") == digest and (out / "scores.npz").is_file():
+                return old
+        except (OSError, ValueError):
+            pass
+    out.mkdir(parents=True, exist_ok=True)
+    train, val, test = parts
+    model = make_method(method, seed=seed)
+    t0 = time.perf_counter()
+    kwargs = {}
+    if method.startswith("dnn"):
+        kwargs["checkpoint"] = out / "checkpoint.pt"
+    model.fit(
+        train.features,
+        train.label,
+        _weights(train),
+        val.features,
+        val.label,
+        _weights(val),
+        **kwargs,
+    )
+    train_s = time.perf_counter() - t0
+    s_val = model.predict_score(val.features)
+    s_test = model.predict_score(test.features)
+    if method == "cuts":
+        threshold = 0.5
+    else:
+        threshold = float(best_threshold(val.label, s_val, sample_weight=val.weight, b_reg=b_reg))
+    result = {
+        "method": method,
+        "digest": digest,
+        "features": METHOD_FEATURES.get(method, ""),
+        "threshold": threshold,
+        "ams_val": float(ams_at(val.label, s_val, threshold, sample_weight=val.weight)),
+        "ams_test": float(ams_at(test.label, s_test, threshold, sample_weight=test.weight)),
+        "auc_test": float(auc(test.label, s_test, test.weight)),
+        "train_s": train_s,
+        "n_train": len(train),
+    }
+    if method == "cuts":
+        result["selection"] = model.describe()
+        result["ams_train"] = float(model.train_ams_)
+    from colliderlab.core.files import atomic_path
+
+    with atomic_path(out / "scores.npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, test=s_test, val=s_val)
+    write_json(result_path, result)
+    return result
+
+
+def _hists(method: str, scores: np.ndarray, test: HiggsMLData, threshold: float, n_bins: int):
+    from colliderlab.higgsml.significance import histograms
+
+    procs = test.process if test.process is not None else None
+    if method == "cuts":
+        return histograms(scores, test.label, test.weight, procs, bins=[0.5, 1.5])
+    # the whole score distribution, in bins of equal expected signal
+    return histograms(scores, test.label, test.weight, procs, bins=n_bins)
+
+
+def prepare(data: HiggsMLData, *, weight_scale: float = 1.0) -> HiggsMLData:
+    """The data as the analysis splits them: a slice of the Open Data file that lacks one of
+    the KaggleSets t, b, v is split at random instead, and the weights are multiplied by
+    ``weight_scale``."""
+    if data.kaggle_set is not None and not {"t", "b", "v"} <= set(np.unique(data.kaggle_set)):
+        # a slice of the Open Data file (e.g. only KaggleSet t): split it at random instead
+        logger.warning("the data do not hold all of KaggleSet t, b, v: using a random split")
+        data = dataclasses.replace(data, kaggle_set=None, kaggle_weight=None)
+    if weight_scale != 1.0:
+        if not weight_scale > 0:
+            from colliderlab.core.errors import ConfigError
+
+            raise ConfigError(f"weight_scale must be positive; got {weight_scale}.")
+        data = dataclasses.replace(
+            data,
+            weight=None if data.weight is None else data.weight * weight_scale,
+            kaggle_weight=None if data.kaggle_weight is None else data.kaggle_weight * weight_scale,
+        )
+    return data
+
+
+def run_analysis(
+    data: HiggsMLData,
+    output: str | os.PathLike[str],
+    *,
+    methods: Sequence[str] = DEFAULT_METHODS,
+    seed: int = 1,
+    b_reg: float = 10.0,
+    n_bins: int = 10,
+    bkg_norm_unc: float = 0.1,
+    weight_scale: float = 1.0,
+    progress: bool | None = None,
+    plots: bool = True,
+) -> dict[str, Any]:
+    """Run every method; write and return the results (see the module docstring).
+
+    ``weight_scale`` multiplies every weight: a slice of the challenge file (whose weights
+    are normalised to the whole file) needs (rows of the file) / (rows of the slice).
+    """
+    from tqdm.auto import tqdm
+
+    from colliderlab.higgsml.significance import compare
+
+    for m in methods:
+        make_method(m)  # an unknown name fails before any training
+    out = Path(output)
+    data = prepare(data, weight_scale=weight_scale)
+    parts = split(data, seed=seed)
+    for name, part in zip(("training", "validation", "test"), parts, strict=True):
+        if len(part) == 0 or part.label is None or not (part.label == 1).any():
+            from colliderlab.core.errors import ConfigError
+
+            raise ConfigError(
+                f"the {name} part has no signal events; use a larger dataset "
+                "(colliderlab dataset higgsml --events N)."
+            )
+    test = parts[2]
+    results: dict[str, Any] = {}
+    scores: dict[str, np.ndarray] = {}
+    options = {"b_reg": b_reg}
+    bar = tqdm(methods, desc="higgsml", unit="method", disable=progress is False)
+    for m in bar:
+        bar.set_postfix_str(m)
+        digest = _digest(data, m, seed, options)
+        results[m] = run_method(m, parts, out / "runs" / m, seed=seed, b_reg=b_reg, digest=digest)
+        scores[m] = np.load(out / "runs" / m / "scores.npz")["test"]
+    analyses = {
+        LABELS.get(m, m): _hists(m, scores[m], test, results[m]["threshold"], n_bins)
+        for m in methods
+    }
+    reference = LABELS["cuts"] if "cuts" in methods else LABELS.get(methods[0], methods[0])
+    rows = compare(analyses, reference=reference, bkg_norm_unc=bkg_norm_unc)
+    for m, row in zip(methods, rows, strict=True):
+        results[m]["z0"] = row["z0"]
+        results[m]["z0_ratio"] = row["z0_ratio"]
+        results[m]["lumi_factor"] = row["lumi_factor"]
+    summary = _summary(results, test)
+    report = {
+        "n_events": {
+            "train": len(parts[0]),
+            "val": len(parts[1]),
+            "test": len(parts[2]),
+        },
+        "expected_test": summary,
+        "b_reg": b_reg,
+        "bkg_norm_unc": bkg_norm_unc,
+        "results": results,
+    }
+    write_json(out / "results.json", report)
+    (out / "results.md").write_text(results_table(results, summary))
+    if plots:
+        _plots(out, methods, scores, test, b_reg)
+    return report
+
+
+def _summary(results, test: HiggsMLData) -> dict[str, float]:
+    w = test.weight
+    return {
+        "signal": float(w[test.label == 1].sum()),
+        "background": float(w[test.label == 0].sum()),
+    }
+
+
+def results_table(results: dict[str, dict[str, Any]], summary: dict[str, float]) -> str:
+    """The Markdown table of an analysis."""
+    lines = [
+        f"Expected events before selection: signal {summary['signal']:.1f}, "
+        f"background {summary['background']:.1f}.",
+        "",
+        "| method | features | AUC (test) | AMS (val) | AMS (test) | AMS / cut-based | "
+        "Z0 (pyhf) | cut-based lumi to match | train s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    ref = results.get("cuts", {}).get("ams_test")
+    for m, r in results.items():
+        ratio = f"{r['ams_test'] / ref:.2f}" if ref else "-"
+        lumi = r.get("lumi_factor")
+        lumi_s = "-" if lumi is None else ("inf" if not np.isfinite(lumi) else f"x{lumi:.2f}")
+        lines.append(
+            f"| {LABELS.get(m, m)} | {r['features']} | {r['auc_test']:.4f} | {r['ams_val']:.3f} "
+            f"| {r['ams_test']:.3f} | {ratio} | {r.get('z0', float('nan')):.2f} | {lumi_s} "
+            f"| {r['train_s']:.1f} |"
+        )
+    if "cuts" in results and "selection" in results["cuts"]:
+        lines += ["", f"Cut-based selection: {results['cuts']['selection']}."]
+    return "\n".join(lines) + "\n"
+
+
+def _plots(out: Path, methods, scores, test: HiggsMLData, b_reg: float) -> None:
+    from colliderlab.higgsml.ams import plot_ams_curve
+
+    curves = {}
+    ws = test.weight[test.label == 1].sum()
+    for m in methods:
+        if m == "cuts":
+            continue
+        _thr, a, s, _ = ams_curve(test.label, scores[m], sample_weight=test.weight, b_reg=b_reg)
+        curves[LABELS.get(m, m)] = (s / ws, a)
+    if curves:
+        plot_ams_curve(curves, out / "ams.png")
