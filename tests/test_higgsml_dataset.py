@@ -62,7 +62,7 @@ def test_signal_dataset(signal_only):
     # mass (the neutrinos carry ~40% of the di-tau mass)
     mmc = col(data, "DER_mass_MMC")
     ok = mmc > 0
-    assert ok.mean() > 0.6
+    assert ok.mean() > 0.9  # the MMC finds a solution for almost every event
     assert np.median(mmc[ok]) == pytest.approx(125, rel=0.15)
     assert np.median(col(data, "DER_mass_vis")) < 0.85 * np.median(mmc[ok])
     # a second request with the same arguments is served from the cache
@@ -91,3 +91,24 @@ def test_bad_arguments(tmp_path):
         build_dataset(tmp_path, events_per_sample=3)
     with pytest.raises(ConfigError, match="lumi"):
         build_dataset(tmp_path, lumi_fb=-1)
+
+
+def test_tau_charge_and_prongs_from_the_signal_cone(signal_only):
+    """Hadronic taus of H -> tau tau: the tracks in the 0.1 signal cone give 1 or 3 prongs and
+    charge +-1 for most truth-matched taus (tracking efficiency and pile-in of soft tracks
+    spoil the rest), and the charge of the tau-tagged jet is that of the visible tau."""
+    import awkward as ak
+
+    from colliderlab.io import Dataset
+
+    d, _ = signal_only
+    ev = Dataset(d / "higgsml" / "samples" / "h_tautau-1500-seed1" / "reco").read(vector=False)
+    taus = ev.Tau[ev.Tau.gen_matched]
+    prongs = ak.to_numpy(ak.flatten(taus.n_prongs))
+    charge = ak.to_numpy(ak.flatten(taus.charge))
+    assert len(prongs) > 300
+    assert np.isin(prongs, (1, 3)).mean() > 0.75
+    assert (np.abs(charge) == 1).mean() > 0.75
+    # forced decays: tau+ (pid -15) is the hadronic one, so a matched tau has charge +1
+    assert (charge == 1).mean() > 0.7
+    assert (charge == -1).mean() < 0.05

@@ -81,6 +81,7 @@ def run_evaluate(args) -> int:
         lr=args.lr,
         max_particles=args.max_particles,
         progress=args.progress,
+        reuse_only=args.reuse_only,
     )
     print((Path(out) / "results.md").read_text())
     return 0
@@ -136,4 +137,9 @@ def add_parsers(dsub, tsub, esub) -> None:
     train_options(p)
     p.add_argument("--models", nargs="+", default=None, help="default: every registered tagger")
     p.add_argument("--seeds", type=int, default=3, help="trainings per model (default 3)")
+    p.add_argument(
+        "--reuse-only",
+        action="store_true",
+        help="train nothing: tabulate the finished trainings in the output directory",
+    )
     p.set_defaults(func="colliderlab.cli.tagging:run_evaluate")

@@ -25,6 +25,9 @@ pT > 26 GeV, tau pT > 20 GeV, jets pT > 30 GeV):
   the leading one is taken;
 * jets: AK4 jets with pT > 30 GeV and abs(eta) < 4.5, at least 0.4 from the lepton and the tau.
 
+The lepton and the tau enter the features massless (the challenge's primitives are pt, eta,
+phi). The MMC assumes the card's MET resolution (:data:`MET_RESOLUTION`).
+
 The result is one CSV file in the CERN Open Data layout of the challenge (``EventId``, the 30
 features, ``Weight``, ``Label``, ``KaggleSet``, ``KaggleWeight``) plus a ``Process`` column,
 so the same commands run on it and on the real challenge file. ``KaggleSet`` splits the events
@@ -49,7 +52,10 @@ import numpy as np
 from colliderlab.core.errors import ConfigError, GenerationError
 from colliderlab.higgsml.schema import FEATURES
 
-DATASET_VERSION = 1
+DATASET_VERSION = 2
+#: MET resolution per component the MMC assumes, in units of sqrt(sumET / GeV) GeV: that of
+#: the generic_lhc card (reco minus true MET in H -> tau tau: 0.77 sqrt(sumET)).
+MET_RESOLUTION = 0.75
 #: (KaggleSet code, fraction) of the generated events.
 SET_FRACTIONS = (("t", 0.5), ("b", 0.25), ("v", 0.25))
 
@@ -175,10 +181,11 @@ def select_objects(events: ak.Array, presel: Preselection = Preselection()) -> d
     jets = ak.zip({k: jets[k] for k in ("pt", "eta", "phi", "mass")})
 
     def flat(rec):
-        return {
-            k: ak.to_numpy(rec[k]).astype(np.float64)
-            for k in ("pt", "eta", "phi", "mass", "charge")
-        }
+        out = {k: ak.to_numpy(rec[k]).astype(np.float64) for k in ("pt", "eta", "phi", "charge")}
+        # massless, as the challenge's primitives (pt, eta, phi); a tau jet's mass (often
+        # above m_tau from soft constituents) would leave the MMC without a solution
+        out["mass"] = np.zeros_like(out["pt"])
+        return out
 
     return {
         "index": index,
@@ -199,7 +206,14 @@ def chunk_features(
 
     events = read_chunk(path, columns=["event", "Electron", "Muon", "Tau", "Jet", "MET"])
     obj = select_objects(events, presel)
-    feats = higgsml_features(obj["lep"], obj["tau"], obj["jets"], obj["met"], mmc=mmc)
+    feats = higgsml_features(
+        obj["lep"],
+        obj["tau"],
+        obj["jets"],
+        obj["met"],
+        mmc=mmc,
+        mmc_options={"met_resolution": MET_RESOLUTION},
+    )
     feats = {k: np.asarray(feats[k], dtype=np.float64) for k in FEATURES}
     feats["event"] = ak.to_numpy(events.event)[obj["index"]].astype(np.int64)
     return feats

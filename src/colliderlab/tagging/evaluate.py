@@ -50,7 +50,10 @@ def evaluate(
     lr: float = 3e-3,
     max_particles: int = 48,
     progress: bool | None = None,
+    reuse_only: bool = False,
 ) -> dict[str, Any]:
+    """See the module docstring. ``reuse_only``: train nothing, tabulate the finished runs
+    (a model with fewer than ``seeds`` finished trainings gets the statistics of those)."""
     from colliderlab.tagging.metrics import (
         aggregate,
         plot_mass_sculpting,
@@ -79,8 +82,13 @@ def evaluate(
                 max_particles=max_particles,
                 seed=k + 1,
             ).validate()
-            result = train_or_reuse(config, data, run_dir(out, model, k + 1), dataset, progress)
+            rdir = run_dir(out, model, k + 1)
+            if reuse_only and not (rdir / "result.json").is_file():
+                continue
+            result = train_or_reuse(config, data, rdir, dataset, progress)
             runs.append(result)
+        if not runs:
+            continue
         agg = aggregate([r["metrics"] for r in runs])
         for key in ("n_params", "train_s_per_epoch"):
             if key in runs[0]:
