@@ -21,9 +21,8 @@ def _dataset_path(args) -> Path:
 
 
 def _data(args):
-    from colliderlab.higgsml.csvio import read_higgsml_csv
-
     from colliderlab.core.errors import DatasetError
+    from colliderlab.higgsml.csvio import read_higgsml_csv
 
     path = Path(args.csv) if args.csv else _dataset_path(args)
     if not path.is_file():
