@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from colliderlab.core.errors import ConfigError
 from colliderlab.core.files import write_json
 from colliderlab.higgsml.ams import ams_at, ams_curve, best_threshold
 from colliderlab.higgsml.csvio import HiggsMLData, split
@@ -65,8 +66,6 @@ def _digest(data: HiggsMLData, method: str, seed: int, options: dict) -> str:
 
 def _weights(part: HiggsMLData) -> np.ndarray:
     if part.weight is None:
-        from colliderlab.core.errors import ConfigError
-
         raise ConfigError(
             "the data have no Weight column (a Kaggle test.csv?); the analysis needs "
             "labelled, weighted events (training.csv or the Open Data file)."
@@ -160,8 +159,6 @@ def prepare(data: HiggsMLData, *, weight_scale: float = 1.0) -> HiggsMLData:
         data = dataclasses.replace(data, kaggle_set=None, kaggle_weight=None)
     if weight_scale != 1.0:
         if not weight_scale > 0:
-            from colliderlab.core.errors import ConfigError
-
             raise ConfigError(f"weight_scale must be positive; got {weight_scale}.")
         data = dataclasses.replace(
             data,
@@ -200,8 +197,6 @@ def run_analysis(
     parts = split(data, seed=seed)
     for name, part in zip(("training", "validation", "test"), parts, strict=True):
         if len(part) == 0 or part.label is None or not (part.label == 1).any():
-            from colliderlab.core.errors import ConfigError
-
             raise ConfigError(
                 f"the {name} part has no signal events; use a larger dataset "
                 "(colliderlab dataset higgsml --events N)."
@@ -221,7 +216,11 @@ def run_analysis(
         for m in methods
     }
     reference = LABELS["cuts"] if "cuts" in methods else LABELS.get(methods[0], methods[0])
-    rows = compare(analyses, reference=reference, bkg_norm_unc=bkg_norm_unc)
+    try:
+        rows = compare(analyses, reference=reference, bkg_norm_unc=bkg_norm_unc)
+    except ConfigError as err:  # e.g. a selection that keeps no simulated background event
+        logger.warning("no discovery significance: %s", err)
+        rows = [{"z0": float("nan"), "z0_ratio": float("nan"), "lumi_factor": None}] * len(methods)
     for m, row in zip(methods, rows, strict=True):
         results[m]["z0"] = row["z0"]
         results[m]["z0_ratio"] = row["z0_ratio"]
@@ -242,6 +241,10 @@ def run_analysis(
     (out / "results.md").write_text(results_table(results, summary))
     if plots:
         _plots(out, methods, scores, test, b_reg)
+        plot_score_stacks(
+            {LABELS.get(m, m): analyses[LABELS.get(m, m)] for m in methods if m != "cuts"},
+            out / "scores.png",
+        )
     return report
 
 
@@ -289,4 +292,49 @@ def _plots(out: Path, methods, scores, test: HiggsMLData, b_reg: float) -> None:
         _thr, a, s, _ = ams_curve(test.label, scores[m], sample_weight=test.weight, b_reg=b_reg)
         curves[LABELS.get(m, m)] = (s / ws, a)
     if curves:
-        plot_ams_curve(curves, out / "ams.png")
+        plot_ams_curve(curves, out / "ams.png", xlabel="signal efficiency")
+
+
+def plot_score_stacks(analyses: dict[str, dict], path: Path) -> Path | None:
+    """For each method, the expected events per score bin (the likelihood's input, in bins of
+    equal signal): backgrounds stacked by process, the signal on top and as a line x10."""
+    if not analyses:
+        return None
+    import matplotlib.style
+    import mplhep
+    from matplotlib.figure import Figure
+
+    from colliderlab.core.files import atomic_path
+
+    n = len(analyses)
+    ncol = min(n, 3)
+    nrow = (n + ncol - 1) // ncol
+    with matplotlib.style.context(mplhep.style.CMS):
+        fig = Figure(figsize=(8 * ncol, 7 * nrow))
+        axes = fig.subplots(nrow, ncol, squeeze=False).ravel()
+        for ax, (name, h) in zip(axes, analyses.items(), strict=False):
+            nb = len(h["signal"])
+            x = np.arange(nb + 1)
+            bkgs = h["backgrounds"]
+            mplhep.histplot(
+                [np.asarray(v) for v in bkgs.values()],
+                x,
+                stack=True,
+                histtype="fill",
+                label=list(bkgs),
+                ax=ax,
+            )
+            mplhep.histplot(
+                10 * np.asarray(h["signal"]), x, color="k", lw=2, label="H -> tau tau x10", ax=ax
+            )
+            ax.set_yscale("log")
+            ax.set_xlabel(f"{name} score bin (equal signal)")
+            ax.set_ylabel("expected events")
+            ax.legend(fontsize=12)
+        for ax in axes[n:]:
+            ax.set_visible(False)
+        fig.tight_layout()
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=80)
+    return path
