@@ -201,3 +201,18 @@ def test_cli_evaluate_and_train(tmp_path, capsys):
     assert main(["train", "higgsml", *args, "--method", "xgb"]) == 2
     assert "unknown HiggsML method 'xgb'" in capsys.readouterr().err
     assert main(["evaluate", "higgsml", "--csv", str(tmp_path / "missing.csv")]) != 0
+
+
+def test_threshold_keeps_a_minimum_of_simulated_background():
+    from colliderlab.higgsml.ams import best_threshold
+
+    labels = np.r_[np.ones(10), np.zeros(30)].astype(int)
+    scores = np.r_[np.linspace(0.9, 1.0, 10), np.linspace(0.0, 0.8, 30)]
+    w = np.r_[np.full(10, 5.0), np.full(30, 100.0)]
+    # without the constraint the best selection is the ten signal events alone
+    assert best_threshold(labels, scores, sample_weight=w) == pytest.approx(0.9)
+    # with it, the selection reaches down to the fifth background event (score 0.8 - 4 step)
+    t = best_threshold(labels, scores, sample_weight=w, min_background=5)
+    assert t == pytest.approx(np.linspace(0.0, 0.8, 30)[-5])
+    with pytest.raises(ConfigError, match="background"):
+        best_threshold(labels, scores, sample_weight=w, min_background=31)

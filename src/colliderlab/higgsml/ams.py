@@ -207,8 +207,13 @@ def best_threshold(
     sample_weight: ArrayLike,
     b_reg: float = B_REG,
     smooth: int = 0,
+    min_background: int = 0,
 ) -> float:
     """The score threshold whose selection ``score >= threshold`` maximises the AMS.
+
+    ``min_background = k`` only considers selections that keep at least k (unweighted)
+    background events: with simulated backgrounds of large weights, the AMS of a selection
+    that keeps none or one of them measures the simulation's statistics, not the analysis.
 
     With ``smooth = k > 1`` the maximum is taken of the running mean of the AMS curve over k
     neighbouring thresholds (centred; fewer points at the ends of the curve): the AMS of one
@@ -223,7 +228,18 @@ def best_threshold(
             f"got {smooth!r}"
         )
     thresholds, values, _, _ = ams_curve(labels, scores, sample_weight=sample_weight, b_reg=b_reg)
-    return float(thresholds[int(np.argmax(_running_mean(values, int(smooth))))])
+    values = _running_mean(values, int(smooth))
+    if min_background > 0:
+        ones = np.ones(len(np.asarray(scores)))
+        _, _, _, n_b = ams_curve(labels, scores, sample_weight=ones, b_reg=b_reg)
+        enough = n_b >= min_background
+        if not enough.any():
+            raise ConfigError(
+                f"no selection keeps {min_background} background events (there are "
+                f"{int(n_b[-1])}); lower min_background or use more simulated background"
+            )
+        values = np.where(enough, values, -np.inf)
+    return float(thresholds[int(np.argmax(values))])
 
 
 def ams_at(

@@ -5,7 +5,8 @@ generated dataset or the real challenge file), splits it (:func:`~colliderlab.hi
 split`: the challenge's own sets for the Open Data file), and for each method
 
 1. trains on the training part (validation part for early stopping);
-2. chooses the selection threshold that maximises the AMS of the *validation* part;
+2. chooses the selection threshold that maximises the AMS of the *validation* part among
+   those keeping at least :data:`MIN_BACKGROUND` background events;
 3. reports on the held-out *test* part: the AMS at that threshold (the challenge's private
    leaderboard score), the weighted AUC, and the expected discovery significance Z0 of a
    binned likelihood of the score (:mod:`colliderlab.higgsml.significance`: signal,
@@ -52,7 +53,10 @@ LABELS = {
     "dnn_high": "DNN (high-level)",
     "ensemble": "BDT + 3 DNN ensemble",
 }
-RESULT_VERSION = 1
+RESULT_VERSION = 2
+#: The threshold (and the cut-based selection) must keep at least this many simulated
+#: background events: the AMS of a selection with none or one is a statistical accident.
+MIN_BACKGROUND = 20
 
 
 def _digest(data: HiggsMLData, method: str, seed: int, options: dict) -> str:
@@ -115,7 +119,15 @@ def run_method(
     if method == "cuts":
         threshold = 0.5
     else:
-        threshold = float(best_threshold(val.label, s_val, sample_weight=val.weight, b_reg=b_reg))
+        threshold = float(
+            best_threshold(
+                val.label,
+                s_val,
+                sample_weight=val.weight,
+                b_reg=b_reg,
+                min_background=MIN_BACKGROUND,
+            )
+        )
     result = {
         "method": method,
         "digest": digest,

@@ -9,7 +9,8 @@ registered by name (:func:`make_method`):
 ``cuts``      optimised cut-based selection: a window in DER_mass_MMC and upper/lower cuts
               on DER_mass_transverse_met_lep, DER_deltar_tau_lep, DER_pt_h and
               DER_met_phi_centrality, chosen by coordinate ascent to maximise the AMS of the
-              training events (score 1 = selected, 0 = rejected)
+              training events among selections keeping >= 20 simulated background events
+              (score 1 = selected, 0 = rejected)
 ``bdt``       gradient-boosted trees (xgboost, -999 passed as "missing"), early stopping on
               the validation events
 ``dnn``       a multilayer perceptron with the usual tricks: log of the positive
@@ -106,10 +107,13 @@ class CutBased(Method):
         ("DER_met_phi_centrality", "min"),
     )
 
-    def __init__(self, n_grid: int = 40, n_sweeps: int = 4, seed: int = 1) -> None:
+    def __init__(
+        self, n_grid: int = 40, n_sweeps: int = 4, min_background: int = 20, seed: int = 1
+    ) -> None:
         super().__init__(tuple(f for f, _ in self.CUTS), seed)
         self.n_grid = n_grid
         self.n_sweeps = n_sweeps
+        self.min_background = min_background
 
     def _cut(self, j: int, x: np.ndarray, cut: tuple[float, float]) -> np.ndarray:
         lo, hi = cut
@@ -132,6 +136,12 @@ class CutBased(Method):
         y = np.asarray(y)
         w = np.asarray(w, dtype=np.float64)
         ws, wb = np.where(y == 1, w, 0.0), np.where(y == 0, w, 0.0)
+        nb = (y == 0).astype(np.float64)  # unweighted background events
+        if nb.sum() < self.min_background:
+            raise ConfigError(
+                f"cuts: the training events hold {int(nb.sum())} background events, fewer than "
+                f"min_background = {self.min_background}; simulate more background."
+            )
         cuts = {j: (-np.inf, np.inf) for j in range(len(self.CUTS))}
         grids = []
         for j in range(len(self.CUTS)):
@@ -153,9 +163,11 @@ class CutBased(Method):
                 else:
                     options = [(c, np.inf) for c in g]
                 others = self._pass(Xc, cuts, skip=j)
-                x, s_o, b_o = Xc[others, j], ws[others], wb[others]
+                x, s_o, b_o, n_o = Xc[others, j], ws[others], wb[others], nb[others]
                 for opt in options:
                     m = self._cut(j, x, opt)
+                    if n_o[m].sum() < self.min_background:
+                        continue
                     a = float(ams(s_o[m].sum(), b_o[m].sum()))
                     if a > best + 1e-12:
                         best, cuts, improved = a, {**cuts, j: opt}, True
