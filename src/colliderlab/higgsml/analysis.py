@@ -10,10 +10,15 @@ split`: the challenge's own sets for the Open Data file), and for each method
 3. reports on the held-out *test* part: the AMS at that threshold (the challenge's private
    leaderboard score), the weighted AUC, and the expected discovery significance Z0 of a
    binned likelihood of the score (:mod:`colliderlab.higgsml.significance`: signal,
-   one sample per background process with a normalisation uncertainty, MC statistics);
-   the cut-based analysis is the counting experiment of its selected events;
-4. compares every method with the cut-based one: Z0 ratio, and the luminosity factor the
-   cut-based analysis would need to reach the same Z0.
+   score bins holding equal numbers (>= 20) of simulated background events, one sample per
+   background process with a normalisation uncertainty; the simulation's
+   statistical uncertainty is left out: it shrinks with more simulation, not more data);
+   the cut-based analysis has two bins, its selected and its rejected events (a control
+   region, as the low-score bins are for the classifiers);
+4. compares every method with the cut-based one: the luminosity factor the cut-based
+   analysis would need to reach the same Z0 without systematics, (Z0 / Z0_cut)^2, and the
+   cut-based Z0 with systematics at 1, 10 and 100 times the luminosity (whether more data
+   can make up for it at all).
 
 Each method's result (``runs/METHOD/result.json``, test scores in ``scores.npz``) is kept: a
 rerun reuses finished methods, so a killed evaluation resumes. Outputs: ``results.md``,
@@ -156,9 +161,17 @@ def _hists(method: str, scores: np.ndarray, test: HiggsMLData, threshold: float,
 
     procs = test.process if test.process is not None else None
     if method == "cuts":
-        return histograms(scores, test.label, test.weight, procs, bins=[0.5, 1.5])
-    # the whole score distribution, in bins of equal expected signal
-    return histograms(scores, test.label, test.weight, procs, bins=n_bins)
+        # two bins: the selected events and the rejected ones (a control region that, like
+        # the low-score bins of the classifiers, constrains the background normalisations)
+        return histograms(scores, test.label, test.weight, procs, bins=[-0.5, 0.5, 1.5])
+    # the whole score distribution, in bins of equal numbers of simulated background events
+    # (at least MIN_BACKGROUND each, at most n_bins bins): no bin's background estimate
+    # rests on one or two heavily weighted simulated events
+    bkg = np.sort(scores[test.label == 0])
+    k = int(min(n_bins, max(1, len(bkg) // MIN_BACKGROUND)))
+    inner = bkg[(np.arange(1, k) * len(bkg)) // k] if k > 1 else np.array([])
+    edges = np.unique(np.r_[scores.min(), inner, np.nextafter(scores.max(), np.inf)])
+    return histograms(scores, test.label, test.weight, procs, bins=edges)
 
 
 def prepare(data: HiggsMLData, *, weight_scale: float = 1.0) -> HiggsMLData:
@@ -198,9 +211,8 @@ def run_analysis(
     ``weight_scale`` multiplies every weight: a slice of the challenge file (whose weights
     are normalised to the whole file) needs (rows of the file) / (rows of the slice).
     """
+    from pyhf.exceptions import FailedMinimization
     from tqdm.auto import tqdm
-
-    from colliderlab.higgsml.significance import compare
 
     for m in methods:
         make_method(m)  # an unknown name fails before any training
@@ -228,15 +240,27 @@ def run_analysis(
         for m in methods
     }
     reference = LABELS["cuts"] if "cuts" in methods else LABELS.get(methods[0], methods[0])
+    z_syst = _significances(analyses, bkg_norm_unc)
+    z_stat = _significances(analyses, 0.0)
+    ref_stat = z_stat[reference]
+    for m in methods:
+        name = LABELS.get(m, m)
+        results[m]["z0_stat"] = z_stat[name]
+        results[m]["z0"] = z_syst[name]
+        # Asimov significance without systematics grows as sqrt(L): the cut-based analysis
+        # needs (Z / Z_ref)^2 times the data to match
+        results[m]["lumi_factor"] = (z_stat[name] / ref_stat) ** 2 if ref_stat > 0 else None
+    # with the normalisation uncertainties: does more data help the reference at all?
+    saturation = {}
     try:
-        rows = compare(analyses, reference=reference, bkg_norm_unc=bkg_norm_unc)
-    except ConfigError as err:  # e.g. a selection that keeps no simulated background event
-        logger.warning("no discovery significance: %s", err)
-        rows = [{"z0": float("nan"), "z0_ratio": float("nan"), "lumi_factor": None}] * len(methods)
-    for m, row in zip(methods, rows, strict=True):
-        results[m]["z0"] = row["z0"]
-        results[m]["z0_ratio"] = row["z0_ratio"]
-        results[m]["lumi_factor"] = row["lumi_factor"]
+        from colliderlab.higgsml.significance import discovery_significance
+
+        for k in (1.0, 10.0, 100.0):
+            saturation[k] = discovery_significance(
+                analyses[reference], bkg_norm_unc=bkg_norm_unc, mc_stat=False, lumi_scale=k
+            )
+    except (ConfigError, FailedMinimization) as err:
+        logger.warning("reference significance vs luminosity: %s", err)
     summary = _summary(results, test)
     report = {
         "n_events": {
@@ -247,10 +271,11 @@ def run_analysis(
         "expected_test": summary,
         "b_reg": b_reg,
         "bkg_norm_unc": bkg_norm_unc,
+        "reference_z0_vs_lumi": {str(k): v for k, v in saturation.items()},
         "results": results,
     }
     write_json(out / "results.json", report)
-    (out / "results.md").write_text(results_table(results, summary))
+    (out / "results.md").write_text(results_table(results, summary, saturation))
     if plots:
         _plots(out, methods, scores, test, b_reg)
         plot_score_stacks(
@@ -258,6 +283,22 @@ def run_analysis(
             out / "scores.png",
         )
     return report
+
+
+def _significances(analyses: dict[str, dict], bkg_norm_unc: float) -> dict[str, float]:
+    """Expected Z0 of each analysis (NaN where the fit cannot be made)."""
+    from pyhf.exceptions import FailedMinimization
+
+    from colliderlab.higgsml.significance import discovery_significance
+
+    out = {}
+    for name, h in analyses.items():
+        try:
+            out[name] = discovery_significance(h, bkg_norm_unc=bkg_norm_unc, mc_stat=False)
+        except (ConfigError, FailedMinimization) as err:
+            logger.warning("%s: no discovery significance: %s", name, err)
+            out[name] = float("nan")
+    return out
 
 
 def _summary(results, test: HiggsMLData) -> dict[str, float]:
@@ -268,15 +309,19 @@ def _summary(results, test: HiggsMLData) -> dict[str, float]:
     }
 
 
-def results_table(results: dict[str, dict[str, Any]], summary: dict[str, float]) -> str:
+def results_table(
+    results: dict[str, dict[str, Any]],
+    summary: dict[str, float],
+    saturation: dict[float, float] | None = None,
+) -> str:
     """The Markdown table of an analysis."""
     lines = [
         f"Expected events before selection: signal {summary['signal']:.1f}, "
         f"background {summary['background']:.1f}.",
         "",
         "| method | features | AUC (test) | AMS (val) | AMS (test) | AMS / cut-based | "
-        "Z0 (pyhf) | cut-based lumi to match | train s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "Z0 stat. only | Z0 (pyhf) | data cut-based needs | train s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     ref = results.get("cuts", {}).get("ams_test")
     for m, r in results.items():
@@ -285,9 +330,28 @@ def results_table(results: dict[str, dict[str, Any]], summary: dict[str, float])
         lumi_s = "-" if lumi is None else ("inf" if not np.isfinite(lumi) else f"x{lumi:.2f}")
         lines.append(
             f"| {LABELS.get(m, m)} | {r['features']} | {r['auc_test']:.4f} | {r['ams_val']:.3f} "
-            f"| {r['ams_test']:.3f} | {ratio} | {r.get('z0', float('nan')):.2f} | {lumi_s} "
+            f"| {r['ams_test']:.3f} | {ratio} | {r.get('z0_stat', float('nan')):.2f} "
+            f"| {r.get('z0', float('nan')):.2f} | {lumi_s} "
             f"| {r['train_s']:.1f} |"
         )
+    lines += [
+        "",
+        "AMS: threshold chosen on the validation part (>= 20 simulated background events "
+        "kept), reported on the test part. Z0: expected discovery significance of a binned "
+        "likelihood of the test scores (pyhf; the cut-based analysis: its selected and "
+        "rejected events), with a normalisation uncertainty per background (Z0 (pyhf)) or without "
+        "(stat. only); the simulation's own statistics are left out (they shrink with more "
+        "simulation, not with more data). Data cut-based needs: the factor by which the "
+        "cut-based analysis' luminosity must grow to match the method's Z0 without "
+        "systematics, (Z0 / Z0_cut)^2.",
+    ]
+    if saturation:
+        lines += [
+            "",
+            "Cut-based Z0 (pyhf, with the normalisation uncertainties) at "
+            + ", ".join(f"{k:g}x: {v:.2f}" for k, v in saturation.items())
+            + " the luminosity.",
+        ]
     if "cuts" in results and "selection" in results["cuts"]:
         lines += ["", f"Cut-based selection: {results['cuts']['selection']}."]
     return "\n".join(lines) + "\n"
