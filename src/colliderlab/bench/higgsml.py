@@ -6,8 +6,8 @@ dataset or a real challenge file) with replacement, each resampled row a new eve
 (``EventId``) with the class totals of the weights kept. On it, in one process:
 
 * the reading time of :func:`~colliderlab.higgsml.csvio.read_higgsml_csv`;
-* the training time of the BDT (xgboost, 2 threads, its default 400 rounds, no early
-  stopping) on all ``n_events`` rows, as on the Kaggle training file;
+* the training time of the BDT (xgboost, 2 threads, its default 200 rounds of depth 6,
+  no early stopping) on all ``n_events`` rows, as on the Kaggle training file;
 * the whole pipeline (read, split, train the BDT, choose the threshold on the validation
   part, AMS on the test part): the wall time of :func:`~colliderlab.higgsml.analysis.
   run_analysis` with ``methods=["bdt"]`` (training on half the rows, early stopping).

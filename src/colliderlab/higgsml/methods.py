@@ -203,10 +203,11 @@ class BDT(Method):
     def __init__(
         self,
         features: Sequence[str] = FEATURES,
-        n_estimators: int = 400,
+        n_estimators: int = 200,
         max_depth: int = 6,
-        learning_rate: float = 0.1,
+        learning_rate: float = 0.15,
         subsample: float = 0.9,
+        max_bin: int = 128,
         early_stopping: int = 30,
         n_jobs: int = 2,
         seed: int = 1,
@@ -216,6 +217,7 @@ class BDT(Method):
         self.max_depth = max_depth
         self.learning_rate = learning_rate
         self.subsample = subsample
+        self.max_bin = max_bin
         self.early_stopping = early_stopping
         self.n_jobs = n_jobs
 
@@ -227,6 +229,7 @@ class BDT(Method):
             "eta": self.learning_rate,
             "subsample": self.subsample,
             "tree_method": "hist",
+            "max_bin": self.max_bin,
             "nthread": self.n_jobs,
             "seed": self.seed,
         }
