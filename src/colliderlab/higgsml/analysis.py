@@ -108,7 +108,9 @@ def run_method(
     t0 = time.perf_counter()
     kwargs = {}
     if method.startswith("dnn"):
-        kwargs["checkpoint"] = out / "checkpoint.pt"
+        # the checkpoint is named by the digest of data + configuration: a checkpoint of
+        # another dataset or version is never resumed
+        kwargs["checkpoint"] = out / f"checkpoint-{digest or 'nodigest'}.pt"
     model.fit(
         train.features,
         train.label,
