@@ -368,6 +368,10 @@ def _plots(out: Path, methods, scores, test: HiggsMLData, b_reg: float) -> None:
         if m == "cuts":
             continue
         _thr, a, s, _ = ams_curve(test.label, scores[m], sample_weight=test.weight, b_reg=b_reg)
+        # only selections with >= MIN_BACKGROUND simulated background events (as for the
+        # threshold): where fewer are left, the AMS measures the simulation's statistics
+        _, _, _, n_b = ams_curve(test.label, scores[m], sample_weight=np.ones(len(test)))
+        a = np.where(n_b >= MIN_BACKGROUND, a, np.nan)
         curves[LABELS.get(m, m)] = (s / ws, a)
     if curves:
         plot_ams_curve(curves, out / "ams.png", xlabel="signal efficiency")
@@ -375,7 +379,8 @@ def _plots(out: Path, methods, scores, test: HiggsMLData, b_reg: float) -> None:
 
 def plot_score_stacks(analyses: dict[str, dict], path: Path) -> Path | None:
     """For each method, the expected events per score bin (the likelihood's input, in bins of
-    equal signal): backgrounds stacked by process, the signal on top and as a line x10."""
+    equal numbers of simulated background events): backgrounds stacked by process, the
+    signal as a line x10."""
     if not analyses:
         return None
     import matplotlib.style
@@ -406,7 +411,7 @@ def plot_score_stacks(analyses: dict[str, dict], path: Path) -> Path | None:
                 10 * np.asarray(h["signal"]), x, color="k", lw=2, label="H -> tau tau x10", ax=ax
             )
             ax.set_yscale("log")
-            ax.set_xlabel(f"{name} score bin (equal signal)")
+            ax.set_xlabel(f"{name} score bin (equal simulated background)")
             ax.set_ylabel("expected events")
             ax.legend(fontsize=12)
         for ax in axes[n:]:
