@@ -1,0 +1,684 @@
+"""Generative models of calorimeter showers, conditioned on the incident energy.
+
+Every model is registered as ``@register("calo model", NAME)``; its constructor takes the
+number of voxels and hyperparameters only. Tensors are float32:
+
+* ``energies`` (B,): incident energies in MeV (the CaloChallenge range is 1 GeV - 1 TeV);
+* ``showers`` (B, n_voxels): deposited energy per voxel in MeV, non-negative.
+
+The common interface (:class:`CaloModel`):
+
+* ``prepare(energies, showers)`` fits the preprocessing on the training data (once, before
+  training; it is stored in buffers, so it travels with ``state_dict``);
+* ``loss(energies, showers)`` -> scalar tensor, the training objective (per feature);
+* ``training_step(energies, showers, optimizers, step)`` one optimisation step (the WGAN
+  alternates critic and generator here), with ``configure_optimizers(lr)``;
+* ``sample(energies, *, seed=None)`` -> (B, n_voxels) showers in MeV, non-negative and finite.
+
+=================  =================  ==========================================================
+name               class              paper
+=================  =================  ==========================================================
+``vae``            CaloVAE            Kingma, Welling, arXiv:1312.6114 (per-layer normalisation
+                                      after CaloFlow, Krause, Shih, arXiv:2106.05285)
+``wgan``           CaloWGAN           Paganini, de Oliveira, Nachman, CaloGAN, arXiv:1705.02355;
+                                      WGAN-GP, Gulrajani et al., arXiv:1704.00028
+``flow``           CaloFlow           masked autoregressive flow (Papamakarios et al.,
+                                      arXiv:1705.07057) in the spirit of CaloFlow,
+                                      arXiv:2106.05285
+``flow_matching``  CaloFlowMatching   conditional flow matching, Lipman et al.,
+                                      arXiv:2210.02747
+=================  =================  ==========================================================
+
+Preprocessing (:class:`ShowerPreprocessing`, shared by all models). A shower is split, as in
+CaloFlow, into its energy, its layer energies and its normalised shape inside each layer:
+
+* total energy ``E_tot`` (MeV) -> ``t = log(E_tot / E_inc + eps)`` (eps = 1e-7): the narrow
+  response distribution gets a feature of its own;
+* layer energies ``L_l`` -> shares of the total ``w_l = log(L_l / E_tot + eps)``;
+* voxel energies ``x_i`` -> fraction of their layer ``s_i = x_i / L_layer(i)`` ->
+  ``v_i = logit(alpha + (1 - 2 alpha) s_i)`` (alpha = 1e-6, CaloFlow's logit transform);
+* ``y = ([v, w, t] - mean) / std`` with the mean and std of the training data (std floored
+  at 0.01), so a shower is a vector of D = ``n_voxels + n_layers + 1`` features of order one.
+
+The inverse maps any ``y`` to a valid shower: fractions below ``alpha`` become zero, the others
+are renormalised to sum to one in each layer; the layer shares ``exp(w_l) - eps`` (clipped at
+zero) are renormalised to sum to one and multiplied by ``E_tot = E_inc (exp(t) - eps)``
+(clipped at zero). So the energies are non-negative, the layers add up exactly to the
+generated total and each layer carries exactly its generated energy; voxels below the readout
+``threshold`` (by default just below the smallest non-zero voxel energy of the training data)
+are then set to zero, which reproduces the sparsity. Without ``layer_sizes`` the whole shower
+is one layer.
+
+The incident energy enters every network as ``c = 2 (log E - log e_min) / (log e_max -
+log e_min) - 1``, in [-1, 1] over [e_min, e_max] (1 GeV - 1 TeV by default).
+
+The default sizes (a few 1e5 parameters, 1e6 for the flow) train on a CPU in minutes on 1e4
+showers of the 368-voxel CaloChallenge dataset-1 photon geometry (``atlas5``). For the
+6480-voxel geometry the flow should be given ``n_components`` (it then models the layer
+energies and the leading principal components of the shape representation).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from colliderlab.core.errors import ConfigError
+from colliderlab.core.registry import register
+
+#: Default incident-energy range of the conditioning (MeV): 1 GeV to 1 TeV.
+E_MIN_MEV, E_MAX_MEV = 1.0e3, 1.0e6
+
+
+def _mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.SiLU) -> nn.Sequential:
+    """Fully connected network with widths ``sizes``; no activation after the last layer."""
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
+        layers.append(nn.Linear(n_in, n_out))
+        if i < len(sizes) - 2:
+            layers.append(activation())
+    return nn.Sequential(*layers)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters of ``model``."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+@contextlib.contextmanager
+def _seeded(seed: int | None) -> Iterator[None]:
+    """Run the block with the CPU random stream seeded by ``seed`` (restored afterwards)."""
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        yield
+
+
+def _as_tensor(a: Any, device: torch.device) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(a) if not isinstance(a, torch.Tensor) else a)
+    return t.to(device=device, dtype=torch.float32)
+
+
+class ShowerPreprocessing(nn.Module):
+    """Invertible map showers (B, n_voxels) MeV <-> representation y (B, D).
+
+    D = ``features`` = n_voxels + n_layers + 1 (shapes, layer shares, total energy).
+
+    See the module docstring. ``fit(energies, showers)`` sets the standardisation and the
+    threshold from training data; until then the mean is 0, the std 1 and the threshold 0.
+
+    Args:
+        n_voxels: voxels per shower.
+        layer_sizes: voxels of each layer, in the order of the flat voxel axis (summing to
+            ``n_voxels``); None for a single layer.
+        alpha: floor of the logit transform of the in-layer fractions.
+        eps_layer: added to the energy fractions (total / incident, layer / total) before
+            the log.
+        threshold: voxel energies below it (MeV) are zeroed by ``inverse``; None to take the
+            smallest non-zero voxel energy of the data in ``fit`` (times 0.999).
+    """
+
+    def __init__(
+        self,
+        n_voxels: int,
+        layer_sizes: Sequence[int] | None = None,
+        alpha: float = 1e-6,
+        eps_layer: float = 1e-7,
+        threshold: float | None = None,
+    ) -> None:
+        super().__init__()
+        n_voxels = int(n_voxels)
+        if n_voxels < 1:
+            raise ConfigError(f"n_voxels must be >= 1; got {n_voxels}.")
+        sizes = (n_voxels,) if layer_sizes is None else tuple(int(s) for s in layer_sizes)
+        if any(s < 1 for s in sizes) or sum(sizes) != n_voxels:
+            raise ConfigError(
+                f"layer_sizes {sizes} must be positive and sum to n_voxels = {n_voxels}; make "
+                "them with colliderlab.calosim.features.layer_sizes(geometry)."
+            )
+        if not 0 < alpha < 0.5:
+            raise ConfigError(f"alpha must be in (0, 0.5); got {alpha}.")
+        self.n_voxels, self.layer_sizes = n_voxels, sizes
+        self.n_layers = len(sizes)
+        self.features = n_voxels + self.n_layers + 1
+        self.alpha, self.eps_layer = float(alpha), float(eps_layer)
+        self.fixed_threshold = threshold
+        index = torch.repeat_interleave(torch.arange(self.n_layers), torch.tensor(sizes))
+        self.register_buffer("layer_index", index, persistent=False)
+        self.register_buffer("mean", torch.zeros(self.features))
+        self.register_buffer("std", torch.ones(self.features))
+        self.register_buffer("threshold", torch.tensor(float(threshold or 0.0)))
+
+    def layer_energies(self, showers: torch.Tensor) -> torch.Tensor:
+        """showers (B, n_voxels) -> energy per layer (B, n_layers), same unit."""
+        out = showers.new_zeros(showers.shape[0], self.n_layers)
+        return out.index_add_(1, self.layer_index, showers)
+
+    def _raw(self, energies: torch.Tensor, showers: torch.Tensor, dequantise: bool) -> torch.Tensor:
+        layers = self.layer_energies(showers)
+        per_voxel = layers[:, self.layer_index]
+        s = torch.where(per_voxel > 0, showers / per_voxel.clamp_min(1e-30), 0.0)
+        total = layers.sum(1, keepdim=True)
+        shares = torch.where(total > 0, layers / total.clamp_min(1e-30), 0.0)
+        f = torch.cat([shares, total / energies.unsqueeze(1)], dim=1)
+        eps = torch.full_like(f, self.eps_layer)
+        if dequantise:  # uniform noise at the scale of the floors: no point masses
+            s = s + self.alpha * torch.rand_like(s)
+            eps = eps * (1.0 + torch.rand_like(f))
+        u = self.alpha + (1.0 - 2.0 * self.alpha) * s
+        return torch.cat([torch.log(u) - torch.log1p(-u), torch.log(f + eps)], dim=1)
+
+    def forward(
+        self, energies: torch.Tensor, showers: torch.Tensor, dequantise: bool = False
+    ) -> torch.Tensor:
+        """energies (B,) MeV, showers (B, n_voxels) MeV -> y (B, D).
+
+        ``dequantise`` adds uniform noise of the size of the floors (alpha, eps_layer) before
+        the transforms, so that empty voxels and layers are not point masses (for densities)."""
+        if showers.dim() != 2 or showers.shape[1] != self.n_voxels:
+            raise ConfigError(
+                f"showers must have shape (B, n_voxels) = (B, {self.n_voxels}); got "
+                f"{tuple(showers.shape)}. A model is built for one geometry: train another one "
+                "for showers with another voxel count."
+            )
+        if energies.shape != showers.shape[:1]:
+            raise ConfigError(
+                f"energies must have shape (B,) = ({showers.shape[0]},), one incident energy per "
+                f"shower; got {tuple(energies.shape)}."
+            )
+        return (self._raw(energies, showers, dequantise) - self.mean) / self.std
+
+    def inverse(self, y: torch.Tensor, energies: torch.Tensor) -> torch.Tensor:
+        """y (B, D), energies (B,) MeV -> showers (B, n_voxels) MeV, >= 0."""
+        raw = y * self.std + self.mean
+        v, w = raw[:, : self.n_voxels], raw[:, self.n_voxels :]
+        s = (torch.sigmoid(v) - self.alpha) / (1.0 - 2.0 * self.alpha)
+        s = torch.where(s > self.alpha, s, 0.0)
+        norm = self.layer_energies(s)[:, self.layer_index]
+        s = torch.where(norm > 0, s / norm.clamp_min(1e-30), 0.0)
+        f = (torch.exp(w.clamp(max=30.0)) - self.eps_layer).clamp_min(0.0)
+        shares, total = f[:, :-1], f[:, -1:] * energies.unsqueeze(1)
+        norm = shares.sum(1, keepdim=True)
+        layers = torch.where(norm > 0, shares / norm.clamp_min(1e-30), 0.0) * total
+        x = s * layers[:, self.layer_index]
+        x = torch.where(x >= self.threshold, x, 0.0)
+        return torch.nan_to_num(x, nan=0.0, posinf=0.0)
+
+    @torch.no_grad()
+    def fit(self, energies: torch.Tensor, showers: torch.Tensor) -> ShowerPreprocessing:
+        """Set mean and std of the representation (and the threshold) from training data."""
+        raw = self._raw(energies, showers, dequantise=False).double()
+        self.mean.copy_(raw.mean(0))
+        self.std.copy_(raw.std(0, correction=0).clamp_min(1e-2))
+        if self.fixed_threshold is None:  # just below the smallest deposit (float rounding)
+            positive = showers[showers > 0]
+            self.threshold.fill_(float(positive.min()) * (1 - 1e-3) if positive.numel() else 0.0)
+        return self
+
+    def extra_repr(self) -> str:
+        return (
+            f"n_voxels={self.n_voxels}, layer_sizes={self.layer_sizes}, alpha={self.alpha}, "
+            f"eps_layer={self.eps_layer}, threshold={float(self.threshold):.3g} MeV"
+        )
+
+
+class CaloModel(nn.Module):
+    """Base of the shower generators: conditioning, preprocessing, sampling, a training step.
+
+    Subclasses implement ``generate(c) -> y`` (a batch in the representation of
+    :class:`ShowerPreprocessing`) and ``loss(energies, showers)``.
+
+    Args:
+        n_voxels: voxels per shower.
+        layer_sizes: voxels per layer (see :class:`ShowerPreprocessing`).
+        e_min, e_max: incident-energy range (MeV) mapped to c in [-1, 1].
+        threshold: readout threshold in MeV (None: learned from the data by ``prepare``).
+    """
+
+    description = ""
+
+    def __init__(
+        self,
+        n_voxels: int,
+        layer_sizes: Sequence[int] | None = None,
+        e_min: float = E_MIN_MEV,
+        e_max: float = E_MAX_MEV,
+        threshold: float | None = None,
+    ) -> None:
+        super().__init__()
+        if not 0 < e_min < e_max:
+            raise ConfigError(f"need 0 < e_min < e_max (MeV); got e_min={e_min}, e_max={e_max}.")
+        self.preprocessing = ShowerPreprocessing(n_voxels, layer_sizes, threshold=threshold)
+        self.n_voxels = self.preprocessing.n_voxels
+        self.layer_sizes = self.preprocessing.layer_sizes
+        self.features = self.preprocessing.features
+        self.e_min, self.e_max = float(e_min), float(e_max)
+
+    # -- conditioning and data --------------------------------------------------------------
+    def condition(self, energies: torch.Tensor) -> torch.Tensor:
+        """energies (B,) MeV -> c (B, 1), linear in log E, -1 at e_min and +1 at e_max."""
+        lo, hi = math.log(self.e_min), math.log(self.e_max)
+        return (2.0 * (torch.log(energies) - lo) / (hi - lo) - 1.0).unsqueeze(1)
+
+    def _device(self) -> torch.device:
+        return next(itertools.chain(self.parameters(), self.buffers())).device
+
+    def _check(self, energies: Any, showers: Any | None = None) -> tuple[torch.Tensor, ...]:
+        dev = self._device()
+        e = _as_tensor(energies, dev)
+        if e.dim() != 1 or not torch.isfinite(e).all() or (e <= 0).any():
+            raise ConfigError(
+                f"{type(self).__name__}: energies must be a 1-D tensor (B,) of finite incident "
+                f"energies > 0 in MeV; got shape {tuple(e.shape)}."
+            )
+        if showers is None:
+            return (e,)
+        x = _as_tensor(showers, dev)
+        if x.dim() != 2 or x.shape != (e.shape[0], self.n_voxels):
+            raise ConfigError(
+                f"{type(self).__name__}: showers must have shape (B, n_voxels) = "
+                f"({e.shape[0]}, {self.n_voxels}); got {tuple(x.shape)}. A model is built for "
+                "one geometry: train another one for showers with another voxel count."
+            )
+        return e, x
+
+    @torch.no_grad()
+    def prepare(self, energies: Any, showers: Any) -> CaloModel:
+        """Fit the preprocessing on training data: energies (N,) MeV, showers (N, n_voxels)."""
+        e, x = self._check(energies, showers)
+        self.preprocessing.fit(e, x)
+        return self
+
+    # -- training ---------------------------------------------------------------------------
+    def loss(self, energies: torch.Tensor, showers: torch.Tensor) -> torch.Tensor:
+        """energies (B,) MeV, showers (B, n_voxels) MeV -> scalar training loss."""
+        raise NotImplementedError
+
+    def configure_optimizers(self, lr: float) -> dict[str, torch.optim.Optimizer]:
+        """The optimisers of :meth:`training_step`, by name (Adam on every parameter)."""
+        return {"model": torch.optim.Adam(self.parameters(), lr=lr)}
+
+    def training_step(
+        self,
+        energies: torch.Tensor,
+        showers: torch.Tensor,
+        optimizers: dict[str, torch.optim.Optimizer],
+        step: int,
+    ) -> dict[str, float]:
+        """One optimisation step on a batch; returns the losses to log (``"loss"`` first)."""
+        opt = optimizers["model"]
+        opt.zero_grad()
+        loss = self.loss(energies, showers)
+        loss.backward()
+        opt.step()
+        return {"loss": float(loss.detach())}
+
+    # -- sampling ---------------------------------------------------------------------------
+    def generate(self, c: torch.Tensor) -> torch.Tensor:
+        """c (B, 1) -> y (B, D), the preprocessed representation (D = ``features``)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def sample(self, energies: Any, *, seed: int | None = None) -> torch.Tensor:
+        """energies (B,) MeV -> showers (B, n_voxels) MeV, non-negative and finite.
+
+        ``seed`` makes the draw reproducible without touching the global random stream."""
+        (e,) = self._check(energies)
+        with _seeded(seed):
+            y = self.generate(self.condition(e))
+        return self.preprocessing.inverse(y, e)
+
+    def extra_repr(self) -> str:
+        return (
+            f"n_voxels={self.n_voxels}, n_layers={len(self.layer_sizes)}, "
+            f"e_range=[{self.e_min:g}, {self.e_max:g}] MeV, "
+            f"parameters={count_parameters(self)}\n{self.description}"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Variational autoencoder
+# --------------------------------------------------------------------------------------------
+
+
+@register("calo model", "vae")
+class CaloVAE(CaloModel):
+    """Conditional variational autoencoder (arXiv:1312.6114) on the preprocessed showers.
+
+    Encoder MLP ``[y, c] (D + 1) -> hidden -> (mu, log var)`` of the latent (``latent_dim``);
+    decoder MLP ``[z, c] -> reversed(hidden) -> D`` gives the mean of a Gaussian of learned
+    width per feature (``sigma = min_sigma + softplus(rho)``, so no feature can collapse the
+    likelihood). Loss: negative ELBO per feature, ``(NLL + beta * KL) / D``. ``sample`` decodes
+    z ~ N(0, 1) to the mean; the inverse preprocessing gives the shapes per layer
+    (normalised) and the layer energies, which CaloFlow learns with two flows.
+
+    D = n_voxels + n_layers + 1. Default (hidden (256, 128), latent 16) on 368 voxels in 5 layers:
+    about 2.7e5 parameters.
+    """
+
+    description = "conditional VAE, arXiv:1312.6114 (per-layer normalisation of arXiv:2106.05285)"
+
+    def __init__(
+        self,
+        n_voxels: int,
+        layer_sizes: Sequence[int] | None = None,
+        latent_dim: int = 16,
+        hidden: Sequence[int] = (256, 128),
+        beta: float = 1.0,
+        min_sigma: float = 0.05,
+        e_min: float = E_MIN_MEV,
+        e_max: float = E_MAX_MEV,
+        threshold: float | None = None,
+    ) -> None:
+        super().__init__(n_voxels, layer_sizes, e_min, e_max, threshold)
+        hidden = tuple(int(h) for h in hidden)
+        self.latent_dim, self.beta, self.min_sigma = int(latent_dim), float(beta), min_sigma
+        self.encoder = _mlp([self.features + 1, *hidden, 2 * self.latent_dim])
+        self.decoder = _mlp([self.latent_dim + 1, *reversed(hidden), self.features])
+        self.rho = nn.Parameter(torch.zeros(self.features))
+
+    def encode(self, y: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """y (B, D), c (B, 1) -> (mu, log_var), each (B, latent_dim)."""
+        mu, log_var = self.encoder(torch.cat([y, c], 1)).chunk(2, dim=1)
+        return mu, log_var.clamp(-12.0, 8.0)
+
+    def decode(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """z (B, latent_dim), c (B, 1) -> mean of y (B, D)."""
+        return self.decoder(torch.cat([z, c], 1))
+
+    def loss(self, energies: torch.Tensor, showers: torch.Tensor) -> torch.Tensor:
+        """Negative ELBO per feature (nats), batch mean."""
+        c = self.condition(energies)
+        y = self.preprocessing(energies, showers)
+        mu, log_var = self.encode(y, c)
+        z = mu + torch.exp(0.5 * log_var) * torch.randn_like(mu)
+        sigma = self.min_sigma + nn.functional.softplus(self.rho)
+        nll = 0.5 * ((y - self.decode(z, c)) / sigma) ** 2 + torch.log(sigma)
+        kl = 0.5 * (mu**2 + log_var.exp() - 1.0 - log_var)
+        return (nll.sum(1) + self.beta * kl.sum(1)).mean() / self.features
+
+    def generate(self, c: torch.Tensor) -> torch.Tensor:
+        z = torch.randn(c.shape[0], self.latent_dim, device=c.device)
+        return self.decode(z, c)
+
+
+# --------------------------------------------------------------------------------------------
+# Wasserstein GAN with gradient penalty
+# --------------------------------------------------------------------------------------------
+
+
+@register("calo model", "wgan")
+class CaloWGAN(CaloModel):
+    """Conditional Wasserstein GAN with gradient penalty (arXiv:1704.00028), CaloGAN-like.
+
+    CaloGAN (arXiv:1705.02355) generates each layer with a convolutional network; here
+    generator and critic are MLPs on the preprocessed representation (layer energies and
+    normalised shapes), which carries CaloGAN's per-layer energy information explicitly:
+
+    * generator ``[z (latent_dim), c] -> hidden -> y (D)``, LeakyReLU(0.2);
+    * critic ``[y (D), c] -> critic_hidden -> score``, LeakyReLU(0.2), no normalisation.
+
+    ``loss`` is the critic loss ``E[D(fake)] - E[D(real)] + gp_weight * E[(|grad D| - 1)^2]``
+    on interpolates; ``generator_loss`` is ``-E[D(G(z, c))]``. A training step updates the
+    critic; every ``n_critic``-th step also the generator (Adam, betas (0.5, 0.9)).
+    D = n_voxels + n_layers + 1. Default (hidden (256, 256), latent 32) on 368 voxels in 5 layers:
+    about 3.3e5 parameters.
+    """
+
+    description = "conditional WGAN-GP, arXiv:1704.00028 (CaloGAN, arXiv:1705.02355)"
+
+    def __init__(
+        self,
+        n_voxels: int,
+        layer_sizes: Sequence[int] | None = None,
+        latent_dim: int = 32,
+        hidden: Sequence[int] = (256, 256),
+        critic_hidden: Sequence[int] = (256, 256),
+        n_critic: int = 5,
+        gp_weight: float = 10.0,
+        e_min: float = E_MIN_MEV,
+        e_max: float = E_MAX_MEV,
+        threshold: float | None = None,
+    ) -> None:
+        super().__init__(n_voxels, layer_sizes, e_min, e_max, threshold)
+        if int(n_critic) < 1:
+            raise ConfigError(f"n_critic must be >= 1; got {n_critic}.")
+        self.latent_dim, self.n_critic, self.gp_weight = int(latent_dim), int(n_critic), gp_weight
+
+        def leaky() -> nn.Module:
+            return nn.LeakyReLU(0.2)
+
+        self.generator = _mlp([self.latent_dim + 1, *hidden, self.features], leaky)
+        self.critic = _mlp([self.features + 1, *critic_hidden, 1], leaky)
+
+    def generate(self, c: torch.Tensor) -> torch.Tensor:
+        z = torch.randn(c.shape[0], self.latent_dim, device=c.device)
+        return self.generator(torch.cat([z, c], 1))
+
+    def score(self, y: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Critic: y (B, D), c (B, 1) -> (B,)."""
+        return self.critic(torch.cat([y, c], 1)).squeeze(1)
+
+    def loss(self, energies: torch.Tensor, showers: torch.Tensor) -> torch.Tensor:
+        """Critic loss with gradient penalty (scalar); the generated batch is detached."""
+        c = self.condition(energies)
+        real = self.preprocessing(energies, showers)
+        with torch.no_grad():
+            fake = self.generate(c)
+        t = torch.rand(real.shape[0], 1, device=real.device)
+        create_graph = torch.is_grad_enabled()  # no graph of the penalty when evaluating
+        with torch.enable_grad():
+            mixed = (t * real + (1.0 - t) * fake).requires_grad_(True)
+            (grad,) = torch.autograd.grad(
+                self.score(mixed, c).sum(), mixed, create_graph=create_graph
+            )
+        penalty = ((grad.norm(dim=1) - 1.0) ** 2).mean()
+        return self.score(fake, c).mean() - self.score(real, c).mean() + self.gp_weight * penalty
+
+    def generator_loss(self, energies: torch.Tensor) -> torch.Tensor:
+        """-E[critic(G(z, c))] (scalar)."""
+        c = self.condition(energies)
+        return -self.score(self.generate(c), c).mean()
+
+    def configure_optimizers(self, lr: float) -> dict[str, torch.optim.Optimizer]:
+        return {
+            "critic": torch.optim.Adam(self.critic.parameters(), lr=lr, betas=(0.5, 0.9)),
+            "generator": torch.optim.Adam(self.generator.parameters(), lr=lr, betas=(0.5, 0.9)),
+        }
+
+    def training_step(
+        self,
+        energies: torch.Tensor,
+        showers: torch.Tensor,
+        optimizers: dict[str, torch.optim.Optimizer],
+        step: int,
+    ) -> dict[str, float]:
+        """A critic step; every ``n_critic``-th step (step counted from 0) a generator step.
+
+        Returns ``loss`` (the critic loss) and ``generator_loss`` (NaN when not updated)."""
+        optimizers["critic"].zero_grad()
+        loss = self.loss(energies, showers)
+        loss.backward()
+        optimizers["critic"].step()
+        out = {"loss": float(loss.detach()), "generator_loss": math.nan}
+        if (step + 1) % self.n_critic == 0:
+            self.critic.requires_grad_(False)
+            try:
+                optimizers["generator"].zero_grad()
+                g_loss = self.generator_loss(energies)
+                g_loss.backward()
+                optimizers["generator"].step()
+            finally:
+                self.critic.requires_grad_(True)
+            out["generator_loss"] = float(g_loss.detach())
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# Normalising flow
+# --------------------------------------------------------------------------------------------
+
+
+@register("calo model", "flow")
+class CaloFlow(CaloModel):
+    """Conditional normalising flow (zuko) on the preprocessed showers, after CaloFlow.
+
+    CaloFlow (arXiv:2106.05285) uses one flow for the layer energies and one for the
+    normalised shapes; here one masked autoregressive flow (MAF, arXiv:1705.07057) with
+    ``transforms`` affine transformations (or rational-quadratic splines with ``spline_bins``
+    bins: NSF, arXiv:1906.04032) models both, as the representation y (D = n_voxels +
+    n_layers + 1) holds the energies next to the shapes; context c (B, 1). The training data
+    are dequantised (uniform noise at the scale of the floors of the preprocessing, as
+    CaloFlow adds noise to the voxels), the loss is the negative log-likelihood per feature.
+
+    ``n_components``: model the leading principal components of y instead of y (fitted by
+    ``prepare``, each scaled to unit variance); sampling maps them back (a lossy
+    reconstruction). This keeps the flow small on large geometries (6480 voxels): use a few
+    hundred components there. ``passes=2`` turns the autoregressive transforms into coupling
+    layers (fast sampling, one pass instead of D).
+
+    Default (4 affine transforms, hidden (256, 256)) on 368 voxels in 5 layers: about 1.4e6
+    parameters. Sampling a full MAF takes D sequential network passes per transform.
+    """
+
+    description = "conditional MAF/NSF (zuko), arXiv:1705.07057, after CaloFlow arXiv:2106.05285"
+
+    def __init__(
+        self,
+        n_voxels: int,
+        layer_sizes: Sequence[int] | None = None,
+        transforms: int = 4,
+        hidden: Sequence[int] = (256, 256),
+        spline_bins: int = 0,
+        n_components: int | None = None,
+        passes: int | None = None,
+        e_min: float = E_MIN_MEV,
+        e_max: float = E_MAX_MEV,
+        threshold: float | None = None,
+    ) -> None:
+        import zuko
+
+        super().__init__(n_voxels, layer_sizes, e_min, e_max, threshold)
+        if n_components is not None and not 1 <= int(n_components) <= self.features:
+            raise ConfigError(
+                f"n_components must be between 1 and n_voxels + n_layers + 1 = {self.features}; "
+                f"got {n_components}."
+            )
+        self.n_components = None if n_components is None else int(n_components)
+        dim = self.n_components or self.features
+        if self.n_components is not None:
+            self.register_buffer("basis", torch.eye(self.features)[:, :dim].clone())
+            self.register_buffer("scale", torch.ones(dim))
+        kwargs: dict[str, Any] = {
+            "transforms": int(transforms),
+            "hidden_features": tuple(int(h) for h in hidden),
+        }
+        if passes is not None:
+            kwargs["passes"] = int(passes)
+        if dim == 1:  # zuko's autoregressive transforms need two features
+            raise ConfigError("the flow needs at least 2 features; raise n_components.")
+        if spline_bins:
+            self.flow = zuko.flows.NSF(dim, context=1, bins=int(spline_bins), **kwargs)
+        else:
+            self.flow = zuko.flows.MAF(dim, context=1, **kwargs)
+
+    @torch.no_grad()
+    def prepare(self, energies: Any, showers: Any) -> CaloFlow:
+        super().prepare(energies, showers)
+        if self.n_components is not None:
+            e, x = self._check(energies, showers)
+            y = self.preprocessing(e, x).double()
+            _, sv, vh = torch.linalg.svd(y - y.mean(0), full_matrices=False)
+            k = self.n_components
+            self.basis.copy_(vh[:k].T)
+            self.scale.copy_((sv[:k] / math.sqrt(max(len(y), 1))).clamp_min(1e-3))
+        return self
+
+    def _to_flow(self, y: torch.Tensor) -> torch.Tensor:
+        return y if self.n_components is None else (y @ self.basis) / self.scale
+
+    def _from_flow(self, p: torch.Tensor) -> torch.Tensor:
+        return p if self.n_components is None else (p * self.scale) @ self.basis.T
+
+    def loss(self, energies: torch.Tensor, showers: torch.Tensor) -> torch.Tensor:
+        """Negative log-likelihood per feature (nats) of the dequantised batch."""
+        y = self._to_flow(self.preprocessing(energies, showers, dequantise=True))
+        return -self.flow(self.condition(energies)).log_prob(y).mean() / y.shape[1]
+
+    def generate(self, c: torch.Tensor) -> torch.Tensor:
+        return self._from_flow(self.flow(c).sample())
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}\nn_components={self.n_components}"
+
+
+# --------------------------------------------------------------------------------------------
+# Flow matching
+# --------------------------------------------------------------------------------------------
+
+
+@register("calo model", "flow_matching")
+class CaloFlowMatching(CaloModel):
+    """Conditional flow matching (arXiv:2210.02747) with straight paths (rectified flow).
+
+    A velocity MLP ``v([y_t (D), c, fourier(t) (2 * n_frequencies)]) -> D`` (SiLU) is trained
+    on ``y_t = (1 - t) y_0 + t y_1`` (y_0 ~ N(0, 1), y_1 the preprocessed, dequantised shower,
+    t ~ U(0, 1)) to regress ``y_1 - y_0`` (loss: mean squared error). ``sample`` integrates
+    dy/dt = v from t = 0 to 1 with ``steps`` midpoint steps (2 * steps network passes).
+    Default (hidden (256, 256, 256), 16 steps) on 368 voxels in 5 layers: about 3.3e5
+    parameters.
+    """
+
+    description = "conditional flow matching, arXiv:2210.02747"
+
+    def __init__(
+        self,
+        n_voxels: int,
+        layer_sizes: Sequence[int] | None = None,
+        hidden: Sequence[int] = (256, 256, 256),
+        steps: int = 16,
+        n_frequencies: int = 8,
+        e_min: float = E_MIN_MEV,
+        e_max: float = E_MAX_MEV,
+        threshold: float | None = None,
+    ) -> None:
+        super().__init__(n_voxels, layer_sizes, e_min, e_max, threshold)
+        if int(steps) < 1:
+            raise ConfigError(f"steps must be >= 1; got {steps}.")
+        self.steps = int(steps)
+        self.register_buffer(
+            "frequencies", math.pi * 2.0 ** torch.arange(int(n_frequencies), dtype=torch.float32)
+        )
+        n_in = self.features + 1 + 2 * int(n_frequencies)
+        self.velocity = _mlp([n_in, *hidden, self.features])
+
+    def field(self, y: torch.Tensor, t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """y (B, D), t (B, 1) in [0, 1], c (B, 1) -> velocity (B, D)."""
+        angle = t * self.frequencies
+        return self.velocity(torch.cat([y, c, torch.sin(angle), torch.cos(angle)], 1))
+
+    def loss(self, energies: torch.Tensor, showers: torch.Tensor) -> torch.Tensor:
+        """Mean squared error of the velocity (per feature)."""
+        c = self.condition(energies)
+        y1 = self.preprocessing(energies, showers, dequantise=True)
+        y0 = torch.randn_like(y1)
+        t = torch.rand(y1.shape[0], 1, device=y1.device)
+        return ((self.field((1 - t) * y0 + t * y1, t, c) - (y1 - y0)) ** 2).mean()
+
+    def generate(self, c: torch.Tensor) -> torch.Tensor:
+        y = torch.randn(c.shape[0], self.features, device=c.device)
+        dt = 1.0 / self.steps
+        for i in range(self.steps):
+            t = torch.full_like(c, i * dt)
+            half = y + 0.5 * dt * self.field(y, t, c)
+            y = y + dt * self.field(half, t + 0.5 * dt, c)
+        return y

@@ -1,0 +1,457 @@
+"""Calorimeter shower generators: the contract of every registered model, resumable training,
+the CaloChallenge high-level features, separation power and classifier AUC."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from colliderlab.calosim.evaluate import (
+    classifier_auc,
+    evaluate_models,
+    roc_auc,
+    time_per_shower,
+)
+from colliderlab.calosim.features import (
+    feature_table,
+    high_level_features,
+    layer_sizes,
+    plot_features,
+    separation_power,
+    worst_feature,
+)
+from colliderlab.calosim.models import ShowerPreprocessing
+from colliderlab.calosim.train import (
+    CHECKPOINT,
+    TrainConfig,
+    build_model,
+    load_model,
+    mean_loss,
+    model_names,
+    train,
+)
+from colliderlab.core.errors import ConfigError, UnknownNameError
+
+MODELS = ("flow", "flow_matching", "vae", "wgan")
+#: Tiny sizes: every training below takes well under a second.
+TINY = {
+    "vae": {"hidden": (32,), "latent_dim": 4},
+    "wgan": {"hidden": (32,), "critic_hidden": (32,), "latent_dim": 8, "n_critic": 2},
+    "flow": {"transforms": 2, "hidden": (32,)},
+    "flow_matching": {"hidden": (32, 32), "steps": 4},
+}
+
+
+class ToyGeometry:
+    """Stand-in for calosim.geometry.CaloGeometry: cylindrical layers of (n_radial, n_alpha)
+    voxels, flat index = layer offset + alpha bin * n_radial + radial bin, centres (r, alpha)."""
+
+    def __init__(self, layers=((3, 1), (4, 4), (2, 1)), r_max: float = 100.0) -> None:
+        self.n_radial = [r for r, _ in layers]
+        self.n_alpha = [a for _, a in layers]
+        self.radial_edges = [np.linspace(0.0, r_max, r + 1) for r, _ in layers]
+        starts = np.cumsum([0, *(r * a for r, a in layers)])
+        self.layer_slices = [slice(int(a), int(b)) for a, b in itertools.pairwise(starts)]
+        self.n_voxels = int(starts[-1])
+        r, alpha = [], []
+        for (n_r, n_a), edges in zip(layers, self.radial_edges, strict=True):
+            mid = 0.5 * (edges[1:] + edges[:-1])
+            centres = (np.arange(n_a) + 0.5) * 2 * np.pi / n_a if n_a > 1 else np.zeros(1)
+            for a in centres:
+                r.extend(mid)
+                alpha.extend([a] * n_r)
+        self._centres = (np.array(r), np.array(alpha))
+
+    def voxel_centres(self):
+        return self._centres
+
+
+class XYGeometry:
+    """Six voxels with cartesian centres: layer 0 a 2x2 grid at (+-1, +-1), layer 1 two voxels
+    at x = 0 and x = 2 on y = 0."""
+
+    n_voxels = 6
+    layer_slices = (slice(0, 4), slice(4, 6))
+
+    def voxel_centres(self):
+        return np.array([-1.0, 1, -1, 1, 0, 2]), np.array([-1.0, -1, 1, 1, 0, 0])
+
+
+def toy_showers(geometry, n: int, seed: int = 0, scale: float = 1.0):
+    """Gaussian-profile showers, log-uniform E in 1 GeV - 1 TeV (MeV): the depth of the shower
+    maximum and the lateral width grow with log E; 90 % of E deposited; per-voxel log-normal
+    fluctuations; voxels below 5 MeV read out as zero. ``scale`` widens the showers."""
+    rng = np.random.default_rng(seed)
+    e = np.exp(rng.uniform(np.log(1e3), np.log(1e6), n))
+    lg = np.log10(e / 1e3)
+    n_layers = len(geometry.layer_slices)
+    t_max = 0.3 + 0.4 * lg[:, None] * (n_layers - 1) / 3
+    profile = np.exp(-0.5 * (np.arange(n_layers)[None, :] - t_max) ** 2)
+    profile *= rng.gamma(20.0, 1 / 20.0, (n, n_layers))
+    profile /= profile.sum(1, keepdims=True)
+    total = 0.9 * e * rng.normal(1.0, 0.03, n)
+    r, _ = geometry.voxel_centres()
+    x = np.zeros((n, geometry.n_voxels))
+    for layer, sl in enumerate(geometry.layer_slices):
+        width = 20.0 * scale * (1 + 0.15 * lg)[:, None]
+        shape = np.exp(-r[sl][None, :] / width) * rng.lognormal(0.0, 0.5, (n, sl.stop - sl.start))
+        shape /= shape.sum(1, keepdims=True)
+        x[:, sl] = shape * (profile[:, layer] * total)[:, None]
+    x[x < 5.0] = 0.0
+    return e.astype(np.float32), x.astype(np.float32)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """The tensors here are tiny: one thread is fastest, and OpenMP threads that wait for
+    each other on a loaded machine can make a step a hundred times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def geometry():
+    return ToyGeometry()
+
+
+@pytest.fixture(scope="module")
+def data(geometry):
+    return toy_showers(geometry, 1024, seed=0)
+
+
+def _config(name: str, geometry, epochs: int = 2, **kw) -> TrainConfig:
+    kwargs = {**TINY[name], "layer_sizes": layer_sizes(geometry)}
+    return TrainConfig(
+        name, epochs=epochs, batch_size=32, lr=1e-3, seed=3, model_kwargs=kwargs, **kw
+    )
+
+
+def _model(name: str, geometry, data):
+    torch.manual_seed(0)
+    return build_model(_config(name, geometry), geometry.n_voxels).prepare(*data)
+
+
+# ------------------------------------------------------------------------------ contract
+def test_every_model_is_registered_and_unknown_names_list_the_valid_ones():
+    assert model_names() == sorted(MODELS)
+    with pytest.raises(UnknownNameError, match="Did you mean 'vae'") as err:
+        TrainConfig("vea").validate()
+    assert "flow_matching" in str(err.value)
+
+
+def test_unknown_hyperparameter_is_refused(geometry):
+    with pytest.raises(ConfigError, match="latent_dim"):
+        build_model(TrainConfig("vae", model_kwargs={"latent_dims": 3}), geometry.n_voxels)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_sample_shapes_non_negative_finite_and_reproducible(name, geometry, data):
+    model = _model(name, geometry, data)
+    energies = torch.tensor([1e3, 3e4, 1e6, 5e5, 2e3])
+    showers = model.sample(energies, seed=7)
+    assert showers.shape == (5, geometry.n_voxels)
+    assert showers.dtype == torch.float32
+    assert torch.isfinite(showers).all()
+    assert (showers >= 0).all()
+    assert (showers.sum(1) > 0).all()
+    assert torch.equal(showers, model.sample(energies, seed=7))  # eval is deterministic
+    assert "arXiv" in repr(model)
+    # state_dict round trip (what the checkpoints hold)
+    clone = build_model(_config(name, geometry), geometry.n_voxels)
+    clone.load_state_dict(model.state_dict())
+    assert torch.equal(clone.sample(energies, seed=7), showers)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_gradients_reach_every_parameter(name, geometry, data):
+    model = _model(name, geometry, data).train()
+    e, x = (torch.from_numpy(a[:64]) for a in data)
+    loss = model.loss(e, x)
+    if name == "wgan":  # the critic loss trains the critic, this one the generator
+        loss = loss + model.generator_loss(e)
+    loss.backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None, pname
+        assert p.grad.abs().sum() > 0, pname
+
+
+def test_flow_on_principal_components(geometry, data, tmp_path):
+    config = TrainConfig(
+        "flow",
+        epochs=2,
+        batch_size=32,
+        lr=1e-3,
+        model_kwargs={**TINY["flow"], "layer_sizes": layer_sizes(geometry), "n_components": 8},
+    )
+    model = build_model(config, geometry.n_voxels).prepare(*data)
+    before = mean_loss(model, *map(torch.from_numpy, data), seed=0)
+    train(config, *data, tmp_path, progress=False)
+    trained = load_model(tmp_path)
+    assert mean_loss(trained, *map(torch.from_numpy, data), seed=0) < before
+    showers = trained.sample(torch.tensor([1e3, 1e6]), seed=0)
+    assert showers.shape == (2, geometry.n_voxels)
+    assert bool((showers >= 0).all())
+
+
+def test_preprocessing_round_trip_keeps_voxels_and_layer_energies(geometry, data):
+    e, x = (torch.from_numpy(a[:200]) for a in data)
+    prep = ShowerPreprocessing(geometry.n_voxels, layer_sizes(geometry)).fit(e, x)
+    y = prep(e, x)
+    assert abs(float(y.mean())) < 0.05  # standardised
+    back = prep.inverse(y, e)
+    torch.testing.assert_close(back, x, rtol=1e-4, atol=1e-3)  # MeV
+    assert torch.equal(back > 0, x > 0)  # sparsity kept
+
+
+# ------------------------------------------------------------------------------ training
+@pytest.mark.parametrize("name", MODELS)
+def test_two_epochs_reduce_the_loss(name, geometry, data, tmp_path):
+    config = _config(name, geometry)
+    before = mean_loss(_model(name, geometry, data), *map(torch.from_numpy, data), seed=0)
+    result = train(config, *data, tmp_path, val=(data[0][:100], data[1][:100]), progress=False)
+    after = mean_loss(load_model(tmp_path), *map(torch.from_numpy, data), seed=0)
+    assert after < before
+    assert [h["epoch"] for h in result["history"]] == [1, 2]
+    assert all(math.isfinite(h["val_loss"]) for h in result["history"])
+    saved = json.loads((tmp_path / "result.json").read_text())
+    assert saved["n_params"] > 0
+    assert len(saved["seconds_per_epoch"]) == 2
+    assert saved["config"]["lr"] == 1e-3
+    assert saved["n_voxels"] == geometry.n_voxels
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def _stop_after_first_epoch(entry):
+    if entry["epoch"] == 1:
+        raise _Interrupt
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_resume_after_interruption_equals_uninterrupted_training(name, geometry, data, tmp_path):
+    config = _config(name, geometry)
+    full = train(config, *data, tmp_path / "full", progress=False)
+    with pytest.raises(_Interrupt):
+        train(config, *data, tmp_path / "cut", progress=False, on_epoch=_stop_after_first_epoch)
+    resumed = train(config, *data, tmp_path / "cut", progress=False)
+    assert resumed["train_loss"] == full["train_loss"]
+    a, b = load_model(tmp_path / "full").state_dict(), load_model(tmp_path / "cut").state_dict()
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_raising_epochs_continues_a_finished_run(geometry, data, tmp_path):
+    two = train(_config("vae", geometry, epochs=2), *data, tmp_path / "two", progress=False)
+    train(_config("vae", geometry, epochs=1), *data, tmp_path / "more", progress=False)
+    more = train(_config("vae", geometry, epochs=2), *data, tmp_path / "more", progress=False)
+    assert more["train_loss"] == two["train_loss"]
+
+
+def test_checkpoint_of_another_model_geometry_config_or_data_is_refused(geometry, data, tmp_path):
+    e, x = data
+    train(_config("vae", geometry, epochs=1), e, x, tmp_path, progress=False)
+    assert (tmp_path / CHECKPOINT).is_file()
+    fewer = {**TINY["vae"], "layer_sizes": layer_sizes(geometry)[:-1]}
+    n_fewer = sum(fewer["layer_sizes"])
+    with pytest.raises(ConfigError, match=f"checkpoint for showers of {geometry.n_voxels} voxels"):
+        train(TrainConfig("vae", 1, 32, 1e-3, 3, fewer), e, x[:, :n_fewer], tmp_path)
+    with pytest.raises(ConfigError, match="checkpoint of model 'vae', not 'flow'"):
+        train(_config("flow", geometry, epochs=1), e, x, tmp_path)
+    with pytest.raises(ConfigError, match="batch_size"):
+        train(
+            TrainConfig("vae", 1, 64, 1e-3, 3, _config("vae", geometry).model_kwargs),
+            e,
+            x,
+            tmp_path,
+        )
+    with pytest.raises(ConfigError, match="other showers"):
+        train(_config("vae", geometry, epochs=1), e[:-1], x[:-1], tmp_path)
+
+
+def test_bad_inputs_are_refused(geometry, data, tmp_path):
+    model = _model("vae", geometry, data)
+    with pytest.raises(ConfigError, match="energies"):
+        model.sample(torch.tensor([-1.0]))
+    e, x = data
+    with pytest.raises(ConfigError, match="non-negative"):
+        train(_config("vae", geometry), e, -x, tmp_path)
+    with pytest.raises(ConfigError, match="shape"):
+        model.loss(torch.from_numpy(e[:4]), torch.from_numpy(x[:4, :-1]))
+
+
+# ------------------------------------------------------------------------------ features
+def test_high_level_features_of_a_hand_made_shower():
+    showers = np.array([[1.0, 3, 0, 0, 0, 0], [0, 0, 0, 0, 2, 2]])
+    feats = high_level_features(showers, np.array([8.0, 4.0]), XYGeometry())
+    expected = {
+        "E_total_over_incident": [0.5, 1.0],
+        "E_layer_0": [4.0, 0.0],
+        "E_layer_1": [0.0, 4.0],
+        "centre_x_layer_0": [0.5, 0.0],  # (-1 * 1 + 1 * 3) / 4; an empty layer gives 0
+        "centre_y_layer_0": [-1.0, 0.0],
+        "width_x_layer_0": [math.sqrt(0.75), 0.0],  # sqrt(<x^2> - <x>^2) = sqrt(1 - 0.25)
+        "width_y_layer_0": [0.0, 0.0],
+        "sparsity_layer_0": [0.5, 0.0],
+        "centre_x_layer_1": [0.0, 1.0],
+        "width_x_layer_1": [0.0, 1.0],
+        "sparsity_layer_1": [0.0, 1.0],
+    }
+    for name, values in expected.items():
+        np.testing.assert_allclose(feats[name], values, atol=1e-12, err_msg=name)
+    assert len(feats) == 1 + 6 * 2
+
+
+def test_features_with_the_atlas5_geometry():
+    from colliderlab.calosim.geometry import get_geometry
+
+    geometry = get_geometry("atlas5")  # layer 2: 19 radial x 10 angular bins
+    centres = geometry.voxel_centres()
+    i = geometry.layer_slices[2].start + 3 * 19 + 5  # alpha bin 3, radial bins 5 and 6
+    shower = np.zeros((1, geometry.n_voxels))
+    shower[0, i], shower[0, i + 1] = 10.0, 30.0
+    feats = high_level_features(shower, np.array([100.0]), geometry)
+    np.testing.assert_allclose(feats["E_layer_2"], [40.0])
+    np.testing.assert_allclose(feats["E_total_over_incident"], [0.4])
+    x_mean = (10 * centres.x[i] + 30 * centres.x[i + 1]) / 40
+    np.testing.assert_allclose(feats["centre_x_layer_2"], [x_mean], rtol=1e-12)
+    x_var = (10 * centres.x[i] ** 2 + 30 * centres.x[i + 1] ** 2) / 40 - x_mean**2
+    np.testing.assert_allclose(feats["width_x_layer_2"], [math.sqrt(x_var)], rtol=1e-9)
+    np.testing.assert_allclose(feats["sparsity_layer_2"], [2 / 190])
+    assert feats["E_layer_1"][0] == feats["sparsity_layer_0"][0] == 0.0
+
+
+@pytest.fixture(scope="module")
+def simulated():
+    """256 photon showers of the reference simulation in the 368-voxel atlas5 geometry."""
+    from colliderlab.calosim.geometry import get_geometry
+    from colliderlab.calosim.shower import sample_incident_energies, simulate_showers
+
+    geometry = get_geometry("atlas5")
+    energies = sample_incident_energies(256, seed=5).astype(np.float32)
+    return geometry, energies, simulate_showers(geometry, "gamma", energies, seed=6)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_models_train_and_sample_on_simulated_atlas5_showers(name, simulated, tmp_path):
+    geometry, energies, showers = simulated
+    config = _config(name, geometry, epochs=1)
+    result = train(config, energies, showers, tmp_path, progress=False)
+    assert math.isfinite(result["train_loss"][0])
+    generated = load_model(tmp_path).sample(energies[:16], seed=0)
+    assert generated.shape == (16, 368)
+    assert torch.isfinite(generated).all()
+    assert (generated >= 0).all()
+
+
+def test_polar_voxel_centres_are_converted_to_x_and_y():
+    class Polar:
+        n_voxels = 2
+        layer_slices = (slice(0, 2),)
+
+        def voxel_centres(self):
+            return np.array([2.0, 2.0]), np.array([0.0, np.pi / 2])  # (r, alpha)
+
+    feats = high_level_features(np.array([[1.0, 1.0]]), np.array([2.0]), Polar())
+    np.testing.assert_allclose(feats["centre_x_layer_0"], [1.0], atol=1e-12)
+    np.testing.assert_allclose(feats["centre_y_layer_0"], [1.0], atol=1e-12)
+    np.testing.assert_allclose(feats["width_x_layer_0"], [1.0], atol=1e-12)
+
+
+def test_separation_power_is_zero_for_identical_and_one_for_disjoint_histograms():
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=5000)
+    assert separation_power(a, a) == 0.0
+    assert separation_power(a, a + 100.0) == pytest.approx(1.0, abs=1e-12)
+    assert separation_power(a, a - 100.0) == pytest.approx(1.0, abs=1e-12)
+    same = separation_power(a, rng.normal(size=5000))
+    shifted = separation_power(a, rng.normal(1.0, 1.0, 5000))
+    assert same < 0.01 < 0.1 < shifted < 0.9
+    ones = np.ones(100)  # a point mass (a sparsity of 1 in every shower)
+    assert separation_power(ones, ones) == 0.0
+    assert separation_power(ones, 0.5 * ones) == pytest.approx(1.0)
+    assert separation_power([0.5, 0.5], [1.5, 1.5], bins=[0.0, 1.0, 2.0]) == pytest.approx(1.0)
+
+
+def test_feature_table_and_plot(geometry, data, tmp_path):
+    e, x = data
+    ref = high_level_features(x[:500], e[:500], geometry)
+    gen = high_level_features(x[500:] * 1.5, e[500:], geometry)
+    table = feature_table(ref, gen)
+    assert [row["feature"] for row in table] == list(ref)
+    name, sep = worst_feature(table)
+    assert name.startswith("E_")
+    assert sep > 0.5
+    path = plot_features(ref, {"scaled": gen}, tmp_path / "features.png", names=list(ref)[:4])
+    assert path.stat().st_size > 1000
+
+
+# ------------------------------------------------------------------------------ classifier
+def test_roc_auc_counts_ties_as_one_half():
+    assert roc_auc([0, 0, 1, 1], [0.1, 0.2, 0.3, 0.4]) == 1.0
+    assert roc_auc([0, 1], [0.5, 0.5]) == 0.5
+    assert roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.2, 0.3]) == 0.5
+
+
+@pytest.mark.parametrize("level", ["high", "low"])
+def test_classifier_auc_is_one_half_for_the_same_distribution(level, geometry):
+    # 4000 showers each -> 800 + 800 test showers: the AUC's standard deviation is
+    # sqrt((n1 + n2 + 1) / (12 n1 n2)) = 0.014, so the tolerance 0.05 is 3.5 sigma.
+    e1, x1 = toy_showers(geometry, 4000, seed=11)
+    e2, x2 = toy_showers(geometry, 4000, seed=12)
+    auc = classifier_auc(
+        x1, e1, x2, e2, level=level, geometry=geometry, seed=0, hidden=(64, 64), epochs=8
+    )
+    assert abs(auc - 0.5) < 0.05
+
+
+@pytest.mark.parametrize("level", ["high", "low"])
+def test_classifier_auc_separates_wider_showers(level, geometry):
+    e1, x1 = toy_showers(geometry, 2000, seed=13)
+    e2, x2 = toy_showers(geometry, 2000, seed=14, scale=1.5)
+    auc = classifier_auc(
+        x1, e1, x2, e2, level=level, geometry=geometry, seed=0, hidden=(64, 64), epochs=8
+    )
+    assert auc > 0.9
+
+
+def test_time_per_shower_and_evaluate_models(geometry, data, tmp_path):
+    e, x = data
+    train(_config("vae", geometry, epochs=1), e, x, tmp_path / "vae", progress=False)
+    fm = _model("flow_matching", geometry, data)
+    seconds = time_per_shower(fm, e[:20], batch_size=1)
+    assert 0 < seconds < 1
+    ref_e, ref_x = toy_showers(geometry, 300, seed=21)
+    report = evaluate_models(
+        ref_x,
+        ref_e,
+        {"vae": tmp_path / "vae", "flow_matching": fm},
+        geometry,
+        tmp_path / "eval",
+        large_batch=100,
+        n_timing=5,
+        classifier={"hidden": (16,), "epochs": 2},
+        plot=False,
+    )
+    rows = {r["model"]: r for r in report["rows"]}
+    assert set(rows) == {"vae", "flow_matching"}
+    for row in rows.values():
+        assert 0 <= row["auc_high"] <= 1
+        assert 0 <= row["auc_low"] <= 1
+        assert 0 <= row["worst_separation"] <= 1
+        assert row["worst_feature"] in {t["feature"] for t in report["features"][row["model"]]}
+        assert row["s_per_shower_batch1"] > 0
+        assert row["s_per_shower_large_batch"] > 0
+    assert rows["vae"]["train_s"] > 0
+    assert rows["flow_matching"]["train_s"] is None
+    saved = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
+    assert len(saved["rows"]) == 2
+    assert "| vae |" in (tmp_path / "eval" / "evaluation.md").read_text()
