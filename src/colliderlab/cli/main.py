@@ -203,7 +203,7 @@ def _add_env(sub) -> None:
 
 
 def _add_tasks(sub) -> None:
-    from colliderlab.cli import higgsml, tagging
+    from colliderlab.cli import calosim, higgsml, tagging
 
     ds = sub.add_parser("dataset", help="build a task's dataset (cached)")
     dsub = ds.add_subparsers(dest="task", required=True)
@@ -213,6 +213,7 @@ def _add_tasks(sub) -> None:
     esub = ev.add_subparsers(dest="task", required=True)
     tagging.add_parsers(dsub, tsub, esub)
     higgsml.add_parsers(dsub, tsub, esub)
+    calosim.add_parsers(dsub, tsub, esub)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,117 @@
+"""``colliderlab dataset calosim``, ``train calosim``, ``evaluate calosim``."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+
+def _path(args, n: int, seed: int) -> Path:
+    return Path(args.data_dir) / "calosim" / f"{args.geometry}-{args.particle}-{n}-seed{seed}.h5"
+
+
+def _dataset(args, n: int, seed: int) -> Path:
+    from colliderlab.calosim.shower import make_dataset
+
+    return make_dataset(
+        _path(args, n, seed), args.geometry, args.particle, n, seed=seed, progress=args.progress
+    )
+
+
+def _read(args, n: int, seed: int):
+    from colliderlab.calosim.geometry import get_geometry
+    from colliderlab.calosim.io import read_calochallenge_h5
+
+    path = Path(args.h5) if getattr(args, "h5", None) else _dataset(args, n, seed)
+    return read_calochallenge_h5(path, geometry=get_geometry(args.geometry)), path
+
+
+def run_dataset(args) -> int:
+    path = _dataset(args, args.showers, args.data_seed)
+    print(json.dumps({"path": str(path), "showers": args.showers}))
+    return 0
+
+
+def run_train(args) -> int:
+    import torch
+
+    from colliderlab.calosim.train import TrainConfig, train
+
+    torch.set_num_threads(args.threads)
+    config = TrainConfig(
+        model=args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed
+    )
+    (energies, showers), path = _read(args, args.showers, args.data_seed)
+    out = Path(args.output or f"runs/calosim/{args.geometry}-{args.particle}/{args.model}")
+    result = train(config, energies, showers, out, progress=args.progress)
+    result.pop("history", None)
+    print(json.dumps({"data": str(path), **result}, indent=2, default=str))
+    return 0
+
+
+def run_evaluate(args) -> int:
+    import numpy as np
+    import torch
+
+    from colliderlab.calosim.evaluate import evaluate_models
+    from colliderlab.calosim.geometry import get_geometry
+    from colliderlab.calosim.shower import simulate_showers
+
+    torch.set_num_threads(args.threads)
+    geometry = get_geometry(args.geometry)
+    # the reference: an independent sample (another seed than the training data)
+    (energies, showers), _ = _read(args, args.showers, args.data_seed + 1000)
+    models = {Path(d).name: d for d in args.models}
+    out = Path(args.output or f"runs/calosim/{args.geometry}-{args.particle}/evaluation")
+    report = evaluate_models(showers, energies, models, geometry, out, seed=args.seed)
+    # the reference simulation's time per shower, at the same energies
+    n = min(len(energies), 1000)
+    t0 = time.perf_counter()
+    simulate_showers(geometry, args.particle, np.asarray(energies[:n]), seed=1)
+    ref_s = (time.perf_counter() - t0) / n
+    lines = [report["markdown"], "", f"Reference simulation: {ref_s:.2e} s per shower."]
+    for row in report["rows"]:
+        t = row["s_per_shower_large_batch"]
+        lines.append(f"- {row['model']}: speed-up at large batch {ref_s / t:,.0f}x")
+    text = "\n".join(lines) + "\n"
+    (out / "results.md").write_text(text)
+    print(text)
+    return 0
+
+
+def add_parsers(dsub, tsub, esub) -> None:
+    """``dataset calosim``, ``train calosim`` and ``evaluate calosim``."""
+    import argparse
+
+    def data_options(p):
+        p.add_argument("--geometry", default="atlas5", help="atlas5 (368 voxels) or challenge")
+        p.add_argument("--particle", default="gamma", help="e-, gamma, pi+, pi-")
+        p.add_argument("--showers", type=int, default=10000, help="showers (10000)")
+        p.add_argument("--data-dir", default="colliderlab-data", help="dataset cache directory")
+        p.add_argument("--data-seed", type=int, default=1)
+        p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+
+    p = dsub.add_parser("calosim", help="reference calorimeter showers (CaloChallenge HDF5)")
+    data_options(p)
+    p.set_defaults(func="colliderlab.cli.calosim:run_dataset")
+
+    p = tsub.add_parser("calosim", help="train a generative shower model")
+    data_options(p)
+    p.add_argument("--h5", default=None, help="train on a CaloChallenge HDF5 file instead")
+    p.add_argument("--model", required=True, help="vae, wgan, flow, flow_matching")
+    p.add_argument("--epochs", type=int, default=50)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1)")
+    p.add_argument("-o", "--output", default=None)
+    p.set_defaults(func="colliderlab.cli.calosim:run_train")
+
+    p = esub.add_parser("calosim", help="generative models vs the reference: AUC, speed")
+    data_options(p)
+    p.add_argument("--models", nargs="+", required=True, help="training directories")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1)")
+    p.add_argument("-o", "--output", default=None)
+    p.set_defaults(func="colliderlab.cli.calosim:run_evaluate")
