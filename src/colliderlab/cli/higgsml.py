@@ -41,23 +41,13 @@ def run_dataset(args) -> int:
 
 
 def run_train(args) -> int:
-    from colliderlab.higgsml.analysis import _digest, prepare, run_method
-    from colliderlab.higgsml.csvio import split
+    from colliderlab.higgsml.analysis import train_method
     from colliderlab.higgsml.methods import make_method
 
     make_method(args.method)  # a bad name fails before any event is generated
     data, path = _data(args)
-    data = prepare(data)
     out = Path(args.output or f"runs/higgsml/{args.method}-seed{args.seed}")
-    digest = _digest(data, args.method, args.seed, {"b_reg": args.b_reg})
-    result = run_method(
-        args.method,
-        split(data, seed=args.seed),
-        out,
-        seed=args.seed,
-        b_reg=args.b_reg,
-        digest=digest,
-    )
+    result = train_method(data, args.method, out, seed=args.seed, b_reg=args.b_reg)
     print(json.dumps({"data": str(path), **result}, indent=2))
     return 0
 

@@ -158,6 +158,24 @@ def run_method(
     return result
 
 
+def train_method(
+    data: HiggsMLData,
+    method: str,
+    output: str | os.PathLike[str],
+    *,
+    seed: int = 1,
+    b_reg: float = 10.0,
+) -> dict[str, Any]:
+    """Train, threshold and score one method on ``data`` (as :func:`run_analysis` does for
+    each of its methods), reusing a finished run in ``output``."""
+    make_method(method)
+    data = prepare(data)
+    digest = _digest(data, method, seed, {"b_reg": b_reg})
+    return run_method(
+        method, split(data, seed=seed), Path(output), seed=seed, b_reg=b_reg, digest=digest
+    )
+
+
 def _hists(method: str, scores: np.ndarray, test: HiggsMLData, threshold: float, n_bins: int):
     from colliderlab.higgsml.significance import histograms
 
