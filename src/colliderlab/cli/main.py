@@ -186,6 +186,9 @@ def _add_bench(sub) -> None:
     h.add_argument("--events", type=int, default=250_000, help="rows (default 250000)")
     h.add_argument("--seed", type=int, default=1)
     h.set_defaults(func="colliderlab.cli.bench:run_higgsml")
+    from colliderlab.cli import tracking
+
+    tracking.add_bench_parser(bsub)
 
 
 def _add_demo(sub) -> None:
@@ -203,7 +206,7 @@ def _add_env(sub) -> None:
 
 
 def _add_tasks(sub) -> None:
-    from colliderlab.cli import calosim, higgsml, tagging
+    from colliderlab.cli import calosim, higgsml, tagging, tracking
 
     ds = sub.add_parser("dataset", help="build a task's dataset (cached)")
     dsub = ds.add_subparsers(dest="task", required=True)
@@ -214,6 +217,7 @@ def _add_tasks(sub) -> None:
     tagging.add_parsers(dsub, tsub, esub)
     higgsml.add_parsers(dsub, tsub, esub)
     calosim.add_parsers(dsub, tsub, esub)
+    tracking.add_parsers(dsub, tsub, esub)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,190 @@
+"""``colliderlab dataset|train|evaluate tracking`` and ``colliderlab bench tracking``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from colliderlab.core.errors import ConfigError
+
+
+def _dataset_dir(args, mu: float, n: int, seed: int) -> Path:
+    return Path(args.data_dir) / "tracking" / f"{args.process}-mu{mu:g}-n{n}-seed{seed}"
+
+
+def _make(args, mu: float, n: int, seed: int) -> Path:
+    from colliderlab.tracking.simulate import make_dataset
+
+    directory = _dataset_dir(args, mu, n, seed)
+    make_dataset(directory, n, mu=mu, seed=seed, process=args.process, progress=args.progress)
+    return directory
+
+
+def _events(args, mu: float, n: int, seed: int):
+    """The events of ``--input`` (TrackML files) or of a (cached) simulated dataset."""
+    from colliderlab.tracking.io import list_events, read_event
+
+    directory = Path(args.input) if args.input else _make(args, mu, n, seed)
+    prefixes = list_events(directory)
+    if not prefixes:
+        raise ConfigError(
+            f"no TrackML events (event*-hits.csv[.gz]) in {directory}; point --input at a "
+            "directory of TrackML files or leave it out to simulate events."
+        )
+    return [read_event(p) for p in prefixes[:n]], directory
+
+
+def _finders(args):
+    from colliderlab.tracking.finders import make_finder
+
+    finders = {}
+    for name in args.finders:
+        if name == "gnn":
+            if not args.gnn:
+                raise ConfigError(
+                    "the gnn finder needs a trained model: pass --gnn RUN_DIR (made by "
+                    "`colliderlab train tracking --model gnn`) or leave gnn out of --finders."
+                )
+            finders[name] = make_finder("gnn", checkpoint=args.gnn)
+        else:
+            finders[name] = make_finder(name)
+    return finders
+
+
+def _threads(n: int) -> None:
+    import os
+
+    os.environ.setdefault("NUMBA_NUM_THREADS", str(n))
+    import torch
+
+    torch.set_num_threads(n)
+
+
+def run_dataset(args) -> int:
+    directory = _make(args, args.pileup, args.events, args.seed)
+    print(json.dumps({"path": str(directory), "events": args.events, "mu": args.pileup}))
+    return 0
+
+
+def run_train(args) -> int:
+    from colliderlab.tracking.gnn import TrainConfig, train
+
+    if args.model != "gnn":
+        raise ConfigError(
+            f"only the gnn finder is trained; got --model {args.model!r}. The classical finders "
+            "(ckf, dbscan) need no training: run `colliderlab evaluate tracking`."
+        )
+    _threads(args.threads)
+    events, directory = _events(args, args.pileup, args.events, args.seed)
+    out = Path(args.output or f"runs/tracking/gnn-mu{args.pileup:g}")
+    config = TrainConfig(epochs=args.epochs, seed=args.train_seed)
+    result = train(events, out, config, progress=args.progress)
+    print(json.dumps({"data": str(directory), "output": str(out), **_jsonable(result)}, indent=2))
+    return 0
+
+
+def _jsonable(result):
+    if isinstance(result, dict):
+        return {k: v for k, v in result.items() if k != "history"}
+    return {}
+
+
+def run_evaluate(args) -> int:
+    from colliderlab.core.files import write_json
+    from colliderlab.tracking.evaluate import evaluate_finders, markdown_table, plot_efficiency
+
+    _threads(args.threads)
+    events, directory = _events(args, args.pileup, args.events, args.seed + 1000)
+    finders = _finders(args)
+    result = evaluate_finders(events, finders, pt_min=args.pt_min, progress=args.progress)
+    out = Path(args.output or f"runs/tracking/evaluation-mu{args.pileup:g}")
+    out.mkdir(parents=True, exist_ok=True)
+    plot_efficiency(events, result["submissions"], out / "efficiency.png", pt_min=args.pt_min)
+    source = f"TrackML files in {directory}" if args.input else f"simulated, MU = {args.pileup:g}"
+    text = (
+        f"Track finders on {len(events)} event(s) ({source}, "
+        f"{result['rows'][0]['hits_per_event']:,.0f} hits per event)\n\n"
+        + markdown_table(result["rows"], args.pt_min)
+        + "\n"
+    )
+    (out / "results.md").write_text(text)
+    write_json(out / "results.json", {"rows": result["rows"], "events": result["events"]})
+    print(text)
+    return 0
+
+
+def run_bench(args) -> int:
+    from colliderlab.core.files import write_json
+    from colliderlab.tracking.evaluate import plot_scaling, scaling, scaling_markdown
+
+    _threads(1)
+    events_by_mu = {mu: _events(args, mu, args.events, args.seed + 2000)[0] for mu in args.pileup}
+    result = scaling(events_by_mu, _finders(args), progress=args.progress)
+    out = Path(args.output or "runs/tracking/scaling")
+    out.mkdir(parents=True, exist_ok=True)
+    plot_scaling(result, out / "scaling.png")
+    write_json(out / "scaling.json", result)
+    text = scaling_markdown(result) + "\n"
+    (out / "scaling.md").write_text(text)
+    print(text)
+    return 0
+
+
+def add_parsers(dsub, tsub, esub) -> None:
+    """``dataset tracking``, ``train tracking`` and ``evaluate tracking``."""
+    import argparse
+
+    def data_options(p, events: int, pileup: float):
+        p.add_argument("--events", type=int, default=events, help=f"events ({events})")
+        p.add_argument(
+            "--pileup", type=float, default=pileup, metavar="MU", help=f"mean pile-up ({pileup:g})"
+        )
+        p.add_argument("--process", default="ttbar", help="hard scatter (ttbar)")
+        p.add_argument("--seed", type=int, default=1, help="seed of the events (1)")
+        p.add_argument("--data-dir", default="colliderlab-data", help="dataset cache directory")
+        p.add_argument("--input", default=None, help="read TrackML CSV files from this directory")
+        p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+
+    p = dsub.add_parser("tracking", help="TrackML-like events: ttbar + Poisson(MU) pile-up")
+    data_options(p, 10, 200.0)
+    p.set_defaults(func="colliderlab.cli.tracking:run_dataset")
+
+    p = tsub.add_parser("tracking", help="train the GNN track finder (resumable)")
+    data_options(p, 20, 50.0)
+    p.add_argument("--model", default="gnn", help="gnn")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--train-seed", type=int, default=1)
+    p.add_argument("--threads", type=int, default=2, help="torch threads (2)")
+    p.add_argument("-o", "--output", default=None)
+    p.set_defaults(func="colliderlab.cli.tracking:run_train")
+
+    p = esub.add_parser("tracking", help="track finders side by side: score, efficiency, time")
+    data_options(p, 3, 200.0)
+    finder_options(p)
+    p.add_argument("--pt-min", type=float, default=1.0, help="efficiency for pT above (1 GeV)")
+    p.add_argument("--threads", type=int, default=1, help="threads (1: the one-core numbers)")
+    p.add_argument("-o", "--output", default=None)
+    p.set_defaults(func="colliderlab.cli.tracking:run_evaluate")
+
+
+def finder_options(p) -> None:
+    p.add_argument(
+        "--finders", nargs="+", default=["ckf", "dbscan"], help="finders (ckf dbscan; add gnn)"
+    )
+    p.add_argument("--gnn", default=None, metavar="RUN_DIR", help="trained GNN (train tracking)")
+
+
+def add_bench_parser(bsub) -> None:
+    import argparse
+
+    b = bsub.add_parser("tracking", help="track finders: time and memory per event vs pile-up")
+    b.add_argument("--pileup", type=float, nargs="+", default=[0.0, 50.0, 100.0, 200.0])
+    b.add_argument("--events", type=int, default=2, help="events per pile-up value (2)")
+    b.add_argument("--process", default="ttbar")
+    b.add_argument("--seed", type=int, default=1)
+    b.add_argument("--data-dir", default="colliderlab-data")
+    b.add_argument("--input", default=None, help=argparse.SUPPRESS)
+    b.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    finder_options(b)
+    b.add_argument("-o", "--output", default=None)
+    b.set_defaults(func="colliderlab.cli.tracking:run_bench")
