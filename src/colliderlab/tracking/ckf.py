@@ -1,0 +1,1379 @@
+"""Triplet seeding and helix track following: the classical reference track finder ("ckf").
+
+The finder follows the pattern of the combinatorial-Kalman-filter track finders of the LHC
+experiments and of the best classical entries of the TrackML challenge (Amrouche et al.,
+arXiv:1904.06778; results in arXiv:2105.01160), in a compact form:
+
+1. **Seeding.** Triplets of hits on three consecutive pixel layers. The allowed layer
+   triplets (the *layer-connection map*) come from the geometry: straight lines from the
+   luminous region (|z0| <= 150 mm, |eta| <= 4) are followed through the pixel layers and
+   every three consecutive layers crossed form a triplet. :meth:`CKFFinder.fit` can replace
+   this map by the triplets seen in the truth of training events. The hits of each layer
+   sit in a (phi, z) grid (phi bins, sorted by z on barrels and by r on disks, as in the
+   ATLAS and ACTS seed finders, arXiv:2106.13593), so the inner hits of a middle hit are
+   searched only in the phi window allowed by ``min_pt`` and ``max_d0`` and in the z (r)
+   range allowed by |z0| <= ``max_z0``, and the outer hits only around the doublet's
+   extrapolation, in phi and in z (r) within the cot theta cut below.
+   Doublet cuts: the phi opening, |z0| <= ``max_z0`` and |cot theta| <= ``max_cot``.
+   Triplet cuts: the circle through the three points has pT >= ``min_pt`` and transverse
+   impact parameter |d0| <= ``max_d0``; the two segments agree in cot theta within
+   ``seed_sigma`` times the multiple-scattering spread expected at the seed's momentum.
+   Of the triplets of one middle hit (per layer triplet) only the ``max_seeds_per_hit``
+   of least chi2 are kept.
+   Seeding runs in *iterations* (the iterative tracking of CMS, arXiv:1405.6569): first
+   the easy prompt tracks (pT >= 0.5 GeV, |d0| <= 0.3 mm, ``_ITERATIONS``), which are
+   followed and accepted if long (the first entry of ``min_hits_passes``); their hits are
+   removed and the leftover hits are seeded again with the full cuts (``min_pt``,
+   ``max_d0``). The first iteration is cheap (narrow windows) and the second sees fewer
+   hits, so the combinatorics fall; high-pT tracks also no longer lose hits to the
+   fakes of the low-pT seeds.
+2. **Following.** The helix of the track (circle in x-y, fitted to the last
+   ``fit_hits`` hits with an algebraic least-squares circle fit, Kasa 1976, and a straight
+   line z(s) in the arc length s) is extrapolated to the next layer it crosses, barrel
+   cylinder or endcap disk, in order of arc length. Hits are searched in a window of
+   ``window_sigma`` standard deviations of the hit resolution and of the multiple
+   scattering over the extrapolation distance; the hit of least chi2 is added, with its
+   *sibling* (a second hit of the same track on the overlapping module of the same layer)
+   when there is one. A layer crossed inside its active envelope without a compatible hit
+   is a hole; following stops after ``max_holes`` holes or when the helix leaves the
+   detector or turns back inward (loopers are followed for their first half turn).
+3. **Ambiguity resolution.** Seeds are processed best first (smallest seed chi2); a seed
+   with a hit that already belongs to an accepted track is skipped, and following uses
+   free hits only, so every hit belongs to at most one track. Candidates are accepted in
+   passes of decreasing length requirement (``min_hits_passes``): long, clean tracks
+   first, then shorter ones from the hits that are left.
+
+All combinatorial loops are numba-compiled (``cache=True``); the first call of a process
+compiles them (a few seconds, cached on disk afterwards).
+
+Units: mm, GeV, rad; the field is a 2 T solenoid along z (pT = 0.0006 GeV/mm * R).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from numba import njit
+
+from colliderlab.core.errors import ConfigError
+from colliderlab.core.registry import register
+from colliderlab.tracking.event import TrackingEvent
+from colliderlab.tracking.finders import KIND, TrackFinder
+
+#: pT (GeV) per mm of radius of curvature in the 2 T field: 0.3 * B[T] * 1e-3.
+PT_PER_MM = 0.3 * 2.0 * 1e-3
+#: Multiple-scattering angle times momentum per layer step (GeV rad). Highland's formula
+#: with x/X0 ~ 2.5% per layer (arXiv:1904.06778) gives 0.002; the value is tuned (x2.5) to
+#: cover energy loss, the extra material of several layers in long steps and the fit error
+#: of the helix. 0.005 is the compromise of the simulated MU=200 events (best at 0.004,
+#: +0.013 in score over 0.007) and the real TrackML event (best at 0.007, -0.010 at 0.005).
+MS_PER_LAYER = 0.005
+#: Pixel volumes (seeding) and barrel volumes of the TrackML detector.
+PIXEL_VOLUMES = (7, 8, 9)
+#: Hit resolution (mm) per volume: (r-phi, longitudinal = z for barrels, r for disks),
+#: the spread of the TrackML hits around their true positions.
+HIT_RESOLUTION = {
+    7: (0.015, 0.015),
+    8: (0.01, 0.015),
+    9: (0.015, 0.015),
+    12: (0.02, 0.35),
+    13: (0.02, 0.3),
+    14: (0.02, 0.35),
+    16: (0.13, 3.1),
+    17: (0.025, 3.1),
+    18: (0.13, 3.1),
+}
+_MAX_TRACK_HITS = 64
+#: Number of phi bins per layer of the seeding search grid.
+_PHI_BINS = 128
+#: Largest allowed ``max_seeds_per_hit`` (size of the per-middle-hit seed buffer).
+_MAX_SEEDS_PER_HIT = 256
+#: Seeding iterations before the last one at (min_pt, max_d0): (pT GeV, |d0| mm).
+_ITERATIONS = [(0.5, 0.3)]
+#: Number of the passes of ``min_hits_passes`` run in the iterations before the last.
+_EARLY_PASSES = 1
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+@functools.lru_cache(maxsize=1)
+def _default_layers() -> pd.DataFrame:
+    """The layer table of the shipped TrackML geometry (one row per layer)."""
+    from colliderlab.tracking.geometry import default_geometry
+
+    rows = [
+        (ly.volume_id, ly.layer_id, ly.barrel, ly.position, ly.r_min, ly.r_max, ly.z_min, ly.z_max)
+        for ly in default_geometry().layers
+    ]
+    return pd.DataFrame(
+        rows,
+        columns=["volume_id", "layer_id", "barrel", "position", "r_min", "r_max", "z_min", "z_max"],
+    )
+
+
+def _layer_table(hits: pd.DataFrame) -> pd.DataFrame:
+    """Layers of the default geometry plus any layer of ``hits`` it lacks (from the hits)."""
+    table = _default_layers()
+    known = set(zip(table["volume_id"], table["layer_id"], strict=True))
+    extra = []
+    if len(hits):
+        r = np.hypot(hits["x"].to_numpy(np.float64), hits["y"].to_numpy(np.float64))
+        z = hits["z"].to_numpy(np.float64)
+        groups = pd.DataFrame({"v": hits["volume_id"].to_numpy(), "l": hits["layer_id"].to_numpy()})
+        for (v, la), idx in groups.groupby(["v", "l"]).indices.items():
+            if (v, la) in known:
+                continue
+            rr, zz = r[idx], z[idx]
+            barrel = np.ptp(rr) < np.ptp(zz)
+            pos = float(np.median(rr if barrel else zz))
+            extra.append(
+                (v, la, barrel, pos, rr.min() - 5, rr.max() + 5, zz.min() - 5, zz.max() + 5)
+            )
+    if extra:
+        table = pd.concat([table, pd.DataFrame(extra, columns=table.columns)], ignore_index=True)
+    return table
+
+
+def _geometric_triplets(table: pd.DataFrame, z0_max: float = 150.0) -> np.ndarray:
+    """Consecutive pixel-layer triplets crossed by straight lines from the luminous region.
+
+    Lines start at (r=0, z0) with z0 in [-z0_max, z0_max] and |eta| <= 4; the layers a line
+    crosses inside their envelopes, in order of distance, give the triplets (indices into
+    ``table``).
+    """
+    pix = np.flatnonzero(table["volume_id"].isin(PIXEL_VOLUMES).to_numpy())
+    barrel = table["barrel"].to_numpy(bool)[pix]
+    pos = table["position"].to_numpy(np.float64)[pix]
+    rmin, rmax = table["r_min"].to_numpy(np.float64)[pix], table["r_max"].to_numpy(np.float64)[pix]
+    zmin, zmax = table["z_min"].to_numpy(np.float64)[pix], table["z_max"].to_numpy(np.float64)[pix]
+    found: set[tuple[int, int, int]] = set()
+    z0 = np.linspace(-z0_max, z0_max, 7)[:, None, None]
+    cot = np.sinh(np.linspace(-4.0, 4.0, 1601))[None, :, None]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        r_cross = np.where(barrel, pos, (pos - z0) / cot)  # (z0, eta, layer)
+        z_cross = z0 + cot * r_cross
+    inside = np.where(
+        barrel,
+        (z_cross >= zmin) & (z_cross <= zmax),
+        (r_cross > 0) & (r_cross >= rmin) & (r_cross <= rmax),
+    )
+    r_cross = np.where(inside, r_cross, np.inf).reshape(-1, len(pix))
+    for row in r_cross:
+        seq = [int(pix[k]) for k in np.argsort(row, kind="stable") if np.isfinite(row[k])]
+        for i in range(len(seq) - 2):
+            found.add((seq[i], seq[i + 1], seq[i + 2]))
+    return np.array(sorted(found), dtype=np.int64).reshape(-1, 3)
+
+
+# --------------------------------------------------------------------------- numba kernels
+
+
+@njit(cache=True)
+def _wrap(a):
+    while a > np.pi:
+        a -= 2 * np.pi
+    while a < -np.pi:
+        a += 2 * np.pi
+    return a
+
+
+@njit(cache=True)
+def _phi_ranges(phi, s, e, c, w):
+    """Index ranges [a1, b1) and [a2, b2) of the phi-sorted hits s..e within c +- w."""
+    if e <= s:
+        return s, s, s, s
+    if w >= np.pi:
+        return s, e, s, s
+    lo = c - w
+    hi = c + w
+    seg = phi[s:e]
+    if lo < -np.pi:
+        return s + np.searchsorted(seg, lo + 2 * np.pi), e, s, s + np.searchsorted(seg, hi)
+    if hi > np.pi:
+        return s + np.searchsorted(seg, lo), e, s, s + np.searchsorted(seg, hi - 2 * np.pi)
+    return s + np.searchsorted(seg, lo), s + np.searchsorted(seg, hi), s, s
+
+
+@njit(cache=True)
+def _circle3(x0, y0, x1, y1, x2, y2):
+    """Centre, radius and sense (+1 counter-clockwise) of the circle through three points."""
+    ax = x1 - x0
+    ay = y1 - y0
+    bx = x2 - x0
+    by = y2 - y0
+    d = 2.0 * (ax * by - ay * bx)
+    a2 = ax * ax + ay * ay
+    b2 = bx * bx + by * by
+    if abs(d) < 1e-9 * (a2 + b2):
+        # straight line: a circle of 1e7 mm radius on the left of the chord
+        n = math.sqrt(b2) + 1e-30
+        big = 1e7
+        return x0 - by / n * big, y0 + bx / n * big, big, 1.0
+    ux = (by * a2 - ay * b2) / d
+    uy = (ax * b2 - bx * a2) / d
+    return x0 + ux, y0 + uy, math.sqrt(ux * ux + uy * uy), 1.0 if d > 0 else -1.0
+
+
+@njit(cache=True)
+def _bin_query(lk, c, w, lo, hi, nb, bstart, bkey, bperm, phi, out, nout):
+    """Hits of layer ``lk`` with |phi - c| <= w and key (z on barrels, r on disks) in
+    [lo, hi], appended to ``out`` from ``nout`` on; the new count.
+
+    The hits of a layer are kept in ``nb`` phi bins, sorted by key inside each bin, so a
+    query is one binary search per bin crossed (the (phi, z) binning of the ATLAS and ACTS
+    seed finders).
+    """
+    if hi < lo:
+        return nout
+    if w >= np.pi:
+        b_lo = 0
+        b_hi = nb - 1
+    else:
+        b_lo = math.floor((c - w + np.pi) / (2 * np.pi) * nb)
+        b_hi = math.floor((c + w + np.pi) / (2 * np.pi) * nb)
+        if b_hi - b_lo >= nb:
+            b_lo = 0
+            b_hi = nb - 1
+    base = lk * nb
+    for bb in range(b_lo, b_hi + 1):
+        b = bb % nb
+        s = bstart[base + b]
+        e = bstart[base + b + 1]
+        if e <= s:
+            continue
+        seg = bkey[s:e]
+        a = s + np.searchsorted(seg, lo)
+        z = s + np.searchsorted(seg, hi, side="right")
+        for j in range(a, z):
+            h = bperm[j]
+            if abs(_wrap(phi[h] - c)) > w:
+                continue
+            if nout == out.shape[0]:
+                return nout
+            out[nout] = h
+            nout += 1
+    return nout
+
+
+@njit(cache=True)
+def _find_seeds(
+    x,
+    y,
+    z,
+    r,
+    phi,
+    nb,
+    bstart,
+    bkey,
+    bperm,
+    lay_barrel,
+    lay_pos,
+    lay_rmin,
+    triplets,
+    min_radius,
+    max_z0,
+    max_d0,
+    max_cot,
+    seed_sigma,
+    ms_per_layer,
+    max_seeds,
+    used,
+):
+    """Triplets passing the cuts: (n, 3) hit indices and their quality (chi2, smaller is
+    better). For each middle hit and layer triplet only the ``max_seeds`` best are kept.
+
+    Hits flagged in ``used`` are not seeded from.
+    """
+    cap = 4096
+    out = np.empty((cap, 3), np.int64)
+    qual = np.empty(cap)
+    n = 0
+    sin_half = 1.0 / (2.0 * min_radius)
+    min_pt_seed = PT_PER_MM * min_radius
+    inner = np.empty(4096, np.int64)
+    outer = np.empty(4096, np.int64)
+    loc_i = np.empty((_MAX_SEEDS_PER_HIT, 3), np.int64)
+    loc_q = np.empty(_MAX_SEEDS_PER_HIT)
+    for t in range(triplets.shape[0]):
+        l0 = triplets[t, 0]
+        l1 = triplets[t, 1]
+        l2 = triplets[t, 2]
+        s1 = bstart[l1 * nb]
+        e1 = bstart[(l1 + 1) * nb]
+        for j1 in range(s1, e1):
+            i1 = bperm[j1]
+            if used[i1]:
+                continue
+            r1 = r[i1]
+            z1 = z[i1]
+            r0min = max(lay_rmin[l0], 20.0)
+            w0 = (
+                math.asin(min(1.0, r1 * sin_half))
+                - math.asin(min(1.0, r0min * sin_half))
+                + max_d0 * (1.0 / r0min - 1.0 / r1)
+                + 0.005
+            )
+            # key range of the inner layer allowed by |z0| <= max_z0
+            if lay_barrel[l0]:
+                f = lay_pos[l0] / r1
+                klo = z1 * f - max_z0 * (1.0 - f) - 1.0
+                khi = z1 * f + max_z0 * (1.0 - f) + 1.0
+            else:
+                zl = lay_pos[l0]
+                ra = r1 * (zl + max_z0) / (z1 + max_z0) if z1 + max_z0 != 0.0 else -1.0
+                rb = r1 * (zl - max_z0) / (z1 - max_z0) if z1 - max_z0 != 0.0 else -1.0
+                if ra <= 0.0 or rb <= 0.0:
+                    klo = 0.0
+                    khi = 1e9
+                else:
+                    klo = min(ra, rb) - 1.0
+                    khi = max(ra, rb) + 1.0
+            ni = _bin_query(l0, phi[i1], w0, klo, khi, nb, bstart, bkey, bperm, phi, inner, 0)
+            nloc = 0
+            worst = 0
+            for ii in range(ni):
+                i0 = inner[ii]
+                if used[i0]:
+                    continue
+                r0 = r[i0]
+                dr01 = r1 - r0
+                if dr01 < 1.0:
+                    continue
+                cot01 = (z1 - z[i0]) / dr01
+                if abs(cot01) > max_cot:
+                    continue
+                if abs(z[i0] - r0 * cot01) > max_z0:
+                    continue
+                dphi01 = _wrap(phi[i1] - phi[i0])
+                lim = (
+                    math.asin(min(1.0, r1 * sin_half))
+                    - math.asin(min(1.0, r0 * sin_half))
+                    + max_d0 * (1.0 / r0 - 1.0 / r1)
+                    + 0.003
+                )
+                if abs(dphi01) > lim:
+                    continue
+                if lay_barrel[l2]:
+                    r2p = lay_pos[l2]
+                elif cot01 != 0.0:
+                    r2p = r1 + (lay_pos[l2] - z1) / cot01
+                else:
+                    continue
+                if r2p <= r1:
+                    continue
+                phi2 = phi[i1] + dphi01 * (r2p - r1) / dr01
+                dterm = abs(1.0 / r2p - 1.0 / r1 - (1.0 / r1 - 1.0 / r0) * (r2p - r1) / dr01)
+                w2 = (
+                    max_d0 * dterm
+                    + ms_per_layer / min_pt_seed * (r2p - r1) / r1 * 0.5
+                    + 0.1 * (r2p - r1) * sin_half * (r2p * sin_half) ** 2
+                    + 0.004
+                )
+                # longitudinal window: cot theta within the seed cut (MS at min_pt and
+                # hit resolution), with margin for chord vs arc length
+                nrm2 = 1.0 + cot01 * cot01
+                dcot = 1.3 * seed_sigma * (
+                    ms_per_layer / min_pt_seed * nrm2 + 0.03 / (r2p - r1) + 0.03 / dr01
+                ) + 0.01 * abs(cot01)
+                if lay_barrel[l2]:
+                    zc = z1 + cot01 * (r2p - r1)
+                    k2lo = zc - dcot * (r2p - r1) - 1.0
+                    k2hi = zc + dcot * (r2p - r1) + 1.0
+                else:
+                    dzl = lay_pos[l2] - z1
+                    ca = cot01 - dcot
+                    cb = cot01 + dcot
+                    if ca * cot01 <= 0.0 or cb * cot01 <= 0.0:
+                        k2lo = 0.0
+                        k2hi = 1e9
+                    else:
+                        ra = r1 + dzl / ca
+                        rb = r1 + dzl / cb
+                        k2lo = min(ra, rb) - 1.0
+                        k2hi = max(ra, rb) + 1.0
+                no = _bin_query(
+                    l2, _wrap(phi2), w2, k2lo, k2hi, nb, bstart, bkey, bperm, phi, outer, 0
+                )
+                for oo in range(no):
+                    i2 = outer[oo]
+                    if used[i2]:
+                        continue
+                    r2 = r[i2]
+                    dr12 = r2 - r1
+                    if dr12 < 1.0:
+                        continue
+                    xc, yc, rad, _ = _circle3(x[i0], y[i0], x[i1], y[i1], x[i2], y[i2])
+                    if rad < min_radius:
+                        continue
+                    d0 = abs(math.sqrt(xc * xc + yc * yc) - rad)
+                    if d0 > max_d0:
+                        continue
+                    c01 = math.sqrt((x[i1] - x[i0]) ** 2 + (y[i1] - y[i0]) ** 2)
+                    c12 = math.sqrt((x[i2] - x[i1]) ** 2 + (y[i2] - y[i1]) ** 2)
+                    s01 = 2 * rad * math.asin(min(1.0, c01 / (2 * rad)))
+                    s12 = 2 * rad * math.asin(min(1.0, c12 / (2 * rad)))
+                    t01 = (z1 - z[i0]) / s01
+                    t12 = (z[i2] - z1) / s12
+                    tl = 0.5 * (t01 + t12)
+                    pt = PT_PER_MM * rad
+                    p = pt * math.sqrt(1.0 + tl * tl)
+                    sig = (ms_per_layer / p) * (1.0 + tl * tl) + 0.03 / s12 + 0.03 / s01
+                    chi = (t12 - t01) / sig
+                    if abs(chi) > seed_sigma:
+                        continue
+                    q = chi * chi + (d0 / max_d0) ** 2
+                    # keep the max_seeds best of this middle hit (replace the worst)
+                    if nloc < max_seeds:
+                        loc_i[nloc, 0] = i0
+                        loc_i[nloc, 1] = i1
+                        loc_i[nloc, 2] = i2
+                        loc_q[nloc] = q
+                        nloc += 1
+                        if nloc == max_seeds:
+                            worst = 0
+                            for k in range(nloc):
+                                if loc_q[k] > loc_q[worst]:
+                                    worst = k
+                    elif q < loc_q[worst]:
+                        loc_i[worst, 0] = i0
+                        loc_i[worst, 1] = i1
+                        loc_i[worst, 2] = i2
+                        loc_q[worst] = q
+                        worst = 0
+                        for k in range(nloc):
+                            if loc_q[k] > loc_q[worst]:
+                                worst = k
+            if n + nloc > cap:
+                cap = 2 * cap + nloc
+                o2 = np.empty((cap, 3), np.int64)
+                o2[:n] = out[:n]
+                out = o2
+                q2 = np.empty(cap)
+                q2[:n] = qual[:n]
+                qual = q2
+            for k in range(nloc):
+                out[n, 0] = loc_i[k, 0]
+                out[n, 1] = loc_i[k, 1]
+                out[n, 2] = loc_i[k, 2]
+                qual[n] = loc_q[k]
+                n += 1
+    return out[:n], qual[:n]
+
+
+@njit(cache=True)
+def _fit_circle(xs, ys, ws, n):
+    """Weighted circle fit of Karimaki (NIM A305 (1991) 187): centre and radius (mm).
+
+    Non-iterative and well conditioned for the nearly straight arcs of high-pT tracks (the
+    algebraic Kasa fit is biased towards small radii on short arcs); lines get a radius of
+    1e7 mm. Coordinates are taken relative to the middle point.
+    """
+    x0 = xs[n // 2]
+    y0 = ys[n // 2]
+    sw = xm = ym = xx = xy = yy = xr = yr = rr = r2m = 0.0
+    for i in range(n):
+        w = ws[i]
+        u = xs[i] - x0
+        v = ys[i] - y0
+        q = u * u + v * v
+        sw += w
+        xm += w * u
+        ym += w * v
+        xx += w * u * u
+        xy += w * u * v
+        yy += w * v * v
+        xr += w * u * q
+        yr += w * v * q
+        rr += w * q * q
+        r2m += w * q
+    xm /= sw
+    ym /= sw
+    xx /= sw
+    xy /= sw
+    yy /= sw
+    xr /= sw
+    yr /= sw
+    rr /= sw
+    r2m /= sw
+    cxx = xx - xm * xm
+    cxy = xy - xm * ym
+    cyy = yy - ym * ym
+    cxr = xr - xm * r2m
+    cyr = yr - ym * r2m
+    crr = rr - r2m * r2m
+    if crr <= 0.0:
+        return x0 + 1e7, y0, 1e7
+    q1 = crr * cxy - cxr * cyr
+    q2 = crr * (cxx - cyy) - cxr * cxr + cyr * cyr
+    ph = 0.5 * math.atan2(2.0 * q1, q2)
+    sp = math.sin(ph)
+    cp = math.cos(ph)
+    kappa = (sp * cxr - cp * cyr) / crr
+    delta = -kappa * r2m + sp * xm - cp * ym
+    root = math.sqrt(max(1.0 - 4.0 * delta * kappa, 1e-12))
+    rho = 2.0 * kappa / root
+    d = 2.0 * delta / (1.0 + root)
+    if abs(rho) < 1e-7:
+        rho = 1e-7 if rho >= 0 else -1e-7
+    k = 1.0 / rho + d
+    return x0 + k * sp, y0 - k * cp, 1.0 / abs(rho)
+
+
+@njit(cache=True)
+def _search(
+    lk,
+    px,
+    py,
+    pz,
+    dx,
+    dy,
+    dz,
+    w_rphi,
+    w_long,
+    x,
+    y,
+    z,
+    r,
+    phi,
+    module,
+    lstart,
+    used,
+    lay_barrel,
+    skip_module,
+    cand,
+    cchi,
+):
+    """Free hits of layer ``lk`` in the window around the point p moving along d.
+
+    The prediction is moved along d to each hit's own radius (barrel) or z (disk) before
+    the residuals (r-phi, and z or r) are compared with the half widths ``w_rphi, w_long``.
+    Returns the best hit (-1 if none) and the number of candidates written to ``cand`` /
+    ``cchi`` (normalised chi2). Hits on module ``skip_module`` are ignored.
+    """
+    pr = math.sqrt(px * px + py * py)
+    if pr < 1e-6:
+        return -1, 0
+    cphi = px / pr
+    sphi = py / pr
+    wphi = (w_rphi + 0.05 * w_long) / pr + 0.002
+    a1, b1, a2, b2 = _phi_ranges(phi, lstart[lk], lstart[lk + 1], math.atan2(py, px), wphi)
+    best_h = -1
+    best_c = 1e30
+    nc = 0
+    barrel = lay_barrel[lk]
+    for part in range(2):
+        lo = a1 if part == 0 else a2
+        hi = b1 if part == 0 else b2
+        for h in range(lo, hi):
+            if used[h] or module[h] == skip_module:
+                continue
+            if barrel:
+                vr = dx * cphi + dy * sphi
+                if abs(vr) < 1e-3:
+                    continue
+                t = (r[h] - pr) / vr
+            else:
+                if abs(dz) < 1e-6:
+                    continue
+                t = (z[h] - pz) / dz
+            ex = x[h] - (px + t * dx)
+            ey = y[h] - (py + t * dy)
+            res_rphi = -ex * sphi + ey * cphi
+            res_long = z[h] - (pz + t * dz) if barrel else ex * cphi + ey * sphi
+            if abs(res_rphi) > w_rphi or abs(res_long) > w_long:
+                continue
+            c = (res_rphi / w_rphi) ** 2 + (res_long / w_long) ** 2
+            if nc < cand.shape[0]:
+                cand[nc] = h
+                cchi[nc] = c
+                nc += 1
+            if c < best_c:
+                best_c = c
+                best_h = h
+    return best_h, nc
+
+
+@njit(cache=True)
+def _before(a, b, barrel, r, z):
+    """True when hit a comes before hit b on the same layer (smaller r, or smaller |z|)."""
+    if barrel:
+        return r[a] < r[b]
+    return abs(z[a]) < abs(z[b])
+
+
+@njit(cache=True)
+def _best_sibling(best_h, nc, cand, cchi, module, sibling_chi2):
+    sib = -1
+    sib_c = sibling_chi2
+    for k in range(nc):
+        h = cand[k]
+        if h != best_h and module[h] != module[best_h] and cchi[k] < sib_c:
+            sib_c = cchi[k]
+            sib = h
+    return sib
+
+
+@njit(cache=True)
+def _follow(
+    seed,
+    x,
+    y,
+    z,
+    r,
+    phi,
+    hlayer,
+    module,
+    lstart,
+    used,
+    lay_barrel,
+    lay_pos,
+    lay_rmin,
+    lay_rmax,
+    lay_zmin,
+    lay_zmax,
+    sig_rphi,
+    sig_long,
+    fit_hits,
+    window_sigma,
+    ms_per_layer,
+    max_holes,
+    sibling_chi2,
+    buf,
+    visited,
+):
+    """Follow one seed outwards; the track's hits go to ``buf``, their number is returned."""
+    n_layers = lay_pos.shape[0]
+    for k in range(n_layers):
+        visited[k] = False
+    cand = np.empty(32, np.int64)
+    cchi = np.empty(32)
+    # ---- the seed and the siblings of its hits
+    xc, yc, rad, sense = _circle3(
+        x[seed[0]], y[seed[0]], x[seed[1]], y[seed[1]], x[seed[2]], y[seed[2]]
+    )
+    a0 = math.atan2(y[seed[0]] - yc, x[seed[0]] - xc)
+    a2 = math.atan2(y[seed[2]] - yc, x[seed[2]] - xc)
+    tanl = (z[seed[2]] - z[seed[0]]) / max(rad * abs(_wrap(a2 - a0)), 1e-6)
+    nrm = math.sqrt(1.0 + tanl * tanl)
+    n = 0
+    for k in range(3):
+        h = seed[k]
+        lk = hlayer[h]
+        visited[lk] = True
+        dx = -sense * (y[h] - yc) / rad / nrm
+        dy = sense * (x[h] - xc) / rad / nrm
+        dz = tanl / nrm
+        w_rphi = window_sigma * math.sqrt(sig_rphi[lk] ** 2 + 0.05**2)
+        w_long = window_sigma * math.sqrt(sig_long[lk] ** 2 + 0.2**2)
+        _, nc = _search(
+            lk,
+            x[h],
+            y[h],
+            z[h],
+            dx,
+            dy,
+            dz,
+            w_rphi,
+            w_long,
+            x,
+            y,
+            z,
+            r,
+            phi,
+            module,
+            lstart,
+            used,
+            lay_barrel,
+            module[h],
+            cand,
+            cchi,
+        )
+        sib = -1
+        c = sibling_chi2
+        for j in range(nc):
+            if cchi[j] < c:
+                c = cchi[j]
+                sib = cand[j]
+        if sib >= 0 and _before(sib, h, lay_barrel[lk], r, z):
+            buf[n] = sib
+            buf[n + 1] = h
+            n += 2
+        elif sib >= 0:
+            buf[n] = h
+            buf[n + 1] = sib
+            n += 2
+        else:
+            buf[n] = h
+            n += 1
+    n = _extend(
+        buf,
+        n,
+        x,
+        y,
+        z,
+        r,
+        phi,
+        hlayer,
+        module,
+        lstart,
+        used,
+        lay_barrel,
+        lay_pos,
+        lay_rmin,
+        lay_rmax,
+        lay_zmin,
+        lay_zmax,
+        sig_rphi,
+        sig_long,
+        fit_hits,
+        window_sigma,
+        ms_per_layer,
+        max_holes,
+        sibling_chi2,
+        visited,
+        cand,
+        cchi,
+        False,  # outward
+    )
+    # inward: the same search on the reversed track (layers inside the seed)
+    buf[:n] = buf[:n][::-1].copy()
+    n = _extend(
+        buf,
+        n,
+        x,
+        y,
+        z,
+        r,
+        phi,
+        hlayer,
+        module,
+        lstart,
+        used,
+        lay_barrel,
+        lay_pos,
+        lay_rmin,
+        lay_rmax,
+        lay_zmin,
+        lay_zmax,
+        sig_rphi,
+        sig_long,
+        fit_hits,
+        window_sigma,
+        ms_per_layer,
+        max_holes,
+        sibling_chi2,
+        visited,
+        cand,
+        cchi,
+        True,  # inward
+    )
+    return n
+
+
+@njit(cache=True)
+def _extend(
+    buf,
+    n,
+    x,
+    y,
+    z,
+    r,
+    phi,
+    hlayer,
+    module,
+    lstart,
+    used,
+    lay_barrel,
+    lay_pos,
+    lay_rmin,
+    lay_rmax,
+    lay_zmin,
+    lay_zmax,
+    sig_rphi,
+    sig_long,
+    fit_hits,
+    window_sigma,
+    ms_per_layer,
+    max_holes,
+    sibling_chi2,
+    visited,
+    cand,
+    cchi,
+    inward,
+):
+    """Extend the track ``buf[:n]`` layer by layer beyond its last hit; the new length.
+
+    ``inward`` False: the helix must move away from the beamline (first half turn);
+    True: towards it (the track is stored in reverse order).
+    """
+    n_layers = lay_pos.shape[0]
+    out_sign = -1.0 if inward else 1.0
+    h0 = buf[0]
+    h1 = buf[n - 1]
+    tanl = (z[h1] - z[h0]) / max(math.sqrt((x[h1] - x[h0]) ** 2 + (y[h1] - y[h0]) ** 2), 1e-3)
+    xs = np.empty(fit_hits)
+    ys = np.empty(fit_hits)
+    ws = np.empty(fit_hits)
+    holes = 0
+    # the reference point where the extrapolation starts (last hit, or last prediction)
+    hole_ref = False
+    ref_alpha = 0.0
+    ref_z = 0.0
+    while n < _MAX_TRACK_HITS - 2:
+        # ---- fit: circle to the last hits, line z(s) to the same hits
+        m = min(n, fit_hits)
+        for k in range(m):
+            h = buf[n - m + k]
+            xs[k] = x[h]
+            ys[k] = y[h]
+            ws[k] = 1.0 / (sig_rphi[hlayer[h]] ** 2 + 1e-4)
+        if m == 3:
+            xc, yc, rad, _ = _circle3(xs[0], ys[0], xs[1], ys[1], xs[2], ys[2])
+        else:
+            xc, yc, rad = _fit_circle(xs, ys, ws, m)
+        a_first = math.atan2(ys[0] - yc, xs[0] - xc)
+        a_last = math.atan2(ys[m - 1] - yc, xs[m - 1] - xc)
+        sense = 1.0 if _wrap(a_last - a_first) >= 0 else -1.0
+        # z(s): weighted line; s = arc length from the first fitted hit
+        sw = swx = swy = swxx = swxy = 0.0
+        for k in range(m):
+            h = buf[n - m + k]
+            s = rad * abs(_wrap(math.atan2(y[h] - yc, x[h] - xc) - a_first))
+            lk = hlayer[h]
+            # z(s) on a disk: z is exact, s inherits the error of r
+            sz = sig_long[lk] if lay_barrel[lk] else 0.02 + sig_long[lk] * abs(tanl)
+            w = 1.0 / (sz * sz)
+            sw += w
+            swx += w * s
+            swy += w * z[h]
+            swxx += w * s * s
+            swxy += w * s * z[h]
+        den = sw * swxx - swx * swx
+        if den <= 1e-12 * sw * sw:
+            break
+        # resolution of the fitted hits, and the lever arm (xy chord) of the fit
+        s2rphi = 0.0
+        for k in range(m):
+            s2rphi += sig_rphi[hlayer[buf[n - m + k]]] ** 2
+        s2rphi = s2rphi / m + 0.01**2
+        lever = max(math.sqrt((xs[m - 1] - xs[0]) ** 2 + (ys[m - 1] - ys[0]) ** 2), 1.0)
+        s2z = 1.0 / sw * m
+        tanl = (sw * swxy - swx * swy) / den
+        z_at0 = (swy - tanl * swx) / sw
+        hl = buf[n - 1]
+        a_hit = math.atan2(y[hl] - yc, x[hl] - xc)
+        if not hole_ref:
+            ref_alpha = a_hit
+            ref_z = z_at0 + tanl * rad * abs(_wrap(a_hit - a_first))
+        s_hit = rad * sense * _wrap(ref_alpha - a_hit)  # >= 0: arc from the last hit to ref
+        # ---- next layer: the smallest positive arc length to a crossing inside an envelope
+        best_s = 1e30
+        best_l = -1
+        best_a = 0.0
+        for lk in range(n_layers):
+            if visited[lk]:
+                continue
+            if lay_barrel[lk]:
+                rl = lay_pos[lk]
+                d = math.sqrt(xc * xc + yc * yc)
+                if d < 1e-9 or rl > d + rad or rl < abs(rad - d):
+                    continue
+                aa = (d * d + rl * rl - rad * rad) / (2 * d)
+                hh = math.sqrt(max(0.0, rl * rl - aa * aa))
+                ex = xc / d
+                ey = yc / d
+                for sgn in (-1.0, 1.0):
+                    px = aa * ex - sgn * hh * ey
+                    py = aa * ey + sgn * hh * ex
+                    al = math.atan2(py - yc, px - xc)
+                    da = sense * _wrap(al - ref_alpha)
+                    if da < 0:
+                        da += 2 * np.pi
+                    s = da * rad
+                    if s < 0.5 or s >= best_s:
+                        continue
+                    zz = ref_z + tanl * s
+                    if zz < lay_zmin[lk] - 1.0 or zz > lay_zmax[lk] + 1.0:
+                        continue
+                    # outward only (inward when asked): tangent . position > 0
+                    if out_sign * (-sense * (py - yc) * px + sense * (px - xc) * py) <= 0:
+                        continue
+                    best_s = s
+                    best_l = lk
+                    best_a = al
+            else:
+                if abs(tanl) < 1e-9:
+                    continue
+                s = (lay_pos[lk] - ref_z) / tanl
+                if s < 0.5 or s >= best_s or s > np.pi * rad:
+                    continue
+                al = ref_alpha + sense * s / rad
+                px = xc + rad * math.cos(al)
+                py = yc + rad * math.sin(al)
+                rr = math.sqrt(px * px + py * py)
+                if rr < lay_rmin[lk] - 1.0 or rr > lay_rmax[lk] + 1.0:
+                    continue
+                if out_sign * (-sense * (py - yc) * px + sense * (px - xc) * py) <= 0:
+                    continue
+                best_s = s
+                best_l = lk
+                best_a = al
+        if best_l < 0:
+            break
+        lk = best_l
+        visited[lk] = True
+        px = xc + rad * math.cos(best_a)
+        py = yc + rad * math.sin(best_a)
+        pz = ref_z + tanl * best_s
+        nrm = math.sqrt(1.0 + tanl * tanl)
+        dx = -sense * (py - yc) / rad / nrm
+        dy = sense * (px - xc) / rad / nrm
+        dz = tanl / nrm
+        # window: resolution (+ fit error) and multiple scattering over the step
+        p = PT_PER_MM * rad * nrm
+        step = (best_s + s_hit) * nrm
+        ms = ms_per_layer / p * step
+        # fit error of the extrapolation (parabola/line fits of m points over the lever arm,
+        # Gluckstern-like): u = distance from the centre of the fitted arc / lever arm
+        u = 0.5 + best_s / lever
+        f_rphi = s2rphi / m * (2.25 + 12.0 * u * u + 180.0 * u**4)
+        f_z = s2z / m * (1.0 + 12.0 * u * u)
+        w_rphi = window_sigma * math.sqrt(sig_rphi[lk] ** 2 + ms * ms + f_rphi)
+        if lay_barrel[lk]:
+            w_long = window_sigma * math.sqrt(sig_long[lk] ** 2 + (ms * nrm) ** 2 + f_z)
+        else:
+            ct = 1.0 / max(abs(tanl), 0.05)
+            w_long = window_sigma * math.sqrt(
+                sig_long[lk] ** 2 + (ms * nrm * ct) ** 2 + f_z * ct * ct
+            )
+        best_h, nc = _search(
+            lk,
+            px,
+            py,
+            pz,
+            dx,
+            dy,
+            dz,
+            w_rphi,
+            w_long,
+            x,
+            y,
+            z,
+            r,
+            phi,
+            module,
+            lstart,
+            used,
+            lay_barrel,
+            -1,
+            cand,
+            cchi,
+        )
+        if best_h < 0:
+            holes += 1
+            if holes > max_holes:
+                break
+            hole_ref = True
+            ref_alpha = best_a
+            ref_z = pz
+            continue
+        hole_ref = False
+        sib = _best_sibling(best_h, nc, cand, cchi, module, sibling_chi2)
+        if sib >= 0 and _before(sib, best_h, lay_barrel[lk], r, z) != inward:
+            buf[n] = sib
+            buf[n + 1] = best_h
+            n += 2
+        elif sib >= 0:
+            buf[n] = best_h
+            buf[n + 1] = sib
+            n += 2
+        else:
+            buf[n] = best_h
+            n += 1
+    return n
+
+
+@njit(cache=True)
+def _run(
+    seeds,
+    order,
+    x,
+    y,
+    z,
+    r,
+    phi,
+    hlayer,
+    module,
+    lstart,
+    lay_barrel,
+    lay_pos,
+    lay_rmin,
+    lay_rmax,
+    lay_zmin,
+    lay_zmax,
+    sig_rphi,
+    sig_long,
+    fit_hits,
+    window_sigma,
+    ms_per_layer,
+    max_holes,
+    sibling_chi2,
+    passes,
+    used,
+    label,
+    track,
+):
+    """Greedy following of the ordered seeds in passes.
+
+    Accepted tracks get labels ``track + 1, ...`` in ``label`` and their hits are flagged in
+    ``used``; returns the last label given.
+    """
+    buf = np.empty(_MAX_TRACK_HITS, np.int64)
+    visited = np.zeros(lay_pos.shape[0], np.bool_)
+    tried = np.zeros(seeds.shape[0], np.int64)  # length found for each seed (0 = not yet)
+    for pi in range(passes.shape[0]):
+        min_hits = passes[pi]
+        for j in range(order.shape[0]):
+            k = order[j]
+            s = seeds[k]
+            if used[s[0]] or used[s[1]] or used[s[2]]:
+                continue
+            if tried[k] != 0 and tried[k] < min_hits:
+                # the seed was followed on the same free hits minus some: it can only shrink
+                continue
+            n = _follow(
+                s,
+                x,
+                y,
+                z,
+                r,
+                phi,
+                hlayer,
+                module,
+                lstart,
+                used,
+                lay_barrel,
+                lay_pos,
+                lay_rmin,
+                lay_rmax,
+                lay_zmin,
+                lay_zmax,
+                sig_rphi,
+                sig_long,
+                fit_hits,
+                window_sigma,
+                ms_per_layer,
+                max_holes,
+                sibling_chi2,
+                buf,
+                visited,
+            )
+            tried[k] = n
+            if n < min_hits:
+                continue
+            track += 1
+            for i in range(n):
+                used[buf[i]] = True
+                label[buf[i]] = track
+    return track
+
+
+# --------------------------------------------------------------------------- the finder
+
+
+def _check_positive(name: str, value, *, integer: bool = False, allow_zero: bool = False) -> None:
+    ok_type = (
+        isinstance(value, int | np.integer)
+        if integer
+        else isinstance(value, int | float | np.number)
+    )
+    if isinstance(value, bool) or not ok_type:
+        kind = "an integer" if integer else "a number"
+        raise ConfigError(f"ckf option {name!r} must be {kind}, got {value!r}.")
+    if not math.isfinite(float(value)) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"ckf option {name!r} must be finite and {bound}, got {value!r}.")
+
+
+@register(KIND, "ckf")
+class CKFFinder(TrackFinder):
+    """Triplet seeding + helix track following + greedy ambiguity resolution.
+
+    Parameters (the cuts; units mm, GeV)
+    ----------
+    min_pt:
+        Smallest transverse momentum of a seed (GeV); default 0.3.
+    max_z0:
+        Largest |z| of a seed's doublets at the beamline (mm); default 200 (the luminous
+        region has sigma_z ~ 55 mm).
+    max_d0:
+        Largest transverse impact parameter of a seed (mm); default 2.
+    max_cot:
+        Largest |cot theta| of a seed's doublets (|eta| <= ~4.1); default 30.
+    seed_sigma:
+        Largest difference of cot theta of the two segments of a triplet, in standard
+        deviations of the expected multiple scattering and resolution; default 2.
+    fit_hits:
+        Number of last hits used by the helix fit during following; default 6.
+    window_sigma:
+        Half size of the search window in standard deviations; default 5.
+    max_holes:
+        Crossed layers without a hit allowed per track; default 2.
+    sibling_chi2:
+        Largest normalised chi2 (window units) of a sibling hit on an overlapping module;
+        default 1 (inside the window).
+    min_hits_passes:
+        The passes of the greedy resolution: the smallest number of hits of an accepted
+        track in each pass; default (9, 6, 4). The early seeding iterations run the
+        first pass only.
+    max_seeds_per_hit:
+        Most triplets kept per middle hit and layer triplet (those of least chi2);
+        default 8, at most 256.
+    """
+
+    name = "ckf"
+
+    def __init__(
+        self,
+        *,
+        min_pt: float = 0.3,
+        max_z0: float = 200.0,
+        max_d0: float = 2.0,
+        max_cot: float = 30.0,
+        seed_sigma: float = 2.0,
+        fit_hits: int = 6,
+        window_sigma: float = 5.0,
+        max_holes: int = 2,
+        sibling_chi2: float = 1.0,
+        min_hits_passes: Sequence[int] = (9, 6, 4),
+        max_seeds_per_hit: int = 8,
+    ) -> None:
+        for name, value in (
+            ("min_pt", min_pt),
+            ("max_z0", max_z0),
+            ("max_d0", max_d0),
+            ("max_cot", max_cot),
+            ("seed_sigma", seed_sigma),
+            ("window_sigma", window_sigma),
+            ("sibling_chi2", sibling_chi2),
+        ):
+            _check_positive(name, value)
+        _check_positive("fit_hits", fit_hits, integer=True)
+        _check_positive("max_holes", max_holes, integer=True, allow_zero=True)
+        _check_positive("max_seeds_per_hit", max_seeds_per_hit, integer=True)
+        if max_seeds_per_hit > _MAX_SEEDS_PER_HIT:
+            raise ConfigError(
+                f"ckf option 'max_seeds_per_hit' must be <= {_MAX_SEEDS_PER_HIT}, "
+                f"got {max_seeds_per_hit}."
+            )
+        if fit_hits < 3:
+            raise ConfigError(f"ckf option 'fit_hits' must be >= 3 (a circle), got {fit_hits}.")
+        try:
+            passes = [int(v) for v in min_hits_passes]
+        except (TypeError, ValueError):
+            raise ConfigError(
+                "ckf option 'min_hits_passes' must be a sequence of integers, "
+                f"got {min_hits_passes!r}."
+            ) from None
+        if not passes or any(v < 3 for v in passes) or any(int(v) != v for v in min_hits_passes):
+            raise ConfigError(
+                f"ckf option 'min_hits_passes' must be a non-empty sequence of integers >= 3, "
+                f"got {min_hits_passes!r}."
+            )
+        self.min_pt = float(min_pt)
+        self.max_z0 = float(max_z0)
+        self.max_d0 = float(max_d0)
+        self.max_cot = float(max_cot)
+        self.seed_sigma = float(seed_sigma)
+        self.fit_hits = int(fit_hits)
+        self.window_sigma = float(window_sigma)
+        self.max_holes = int(max_holes)
+        self.sibling_chi2 = float(sibling_chi2)
+        self.min_hits_passes = tuple(passes)
+        self.max_seeds_per_hit = int(max_seeds_per_hit)
+        #: learned layer triplets as ((volume, layer) x 3) or None for the geometric map
+        self.layer_triplets_: list[tuple[tuple[int, int], ...]] | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"CKFFinder(min_pt={self.min_pt}, max_z0={self.max_z0}, max_d0={self.max_d0}, "
+            f"window_sigma={self.window_sigma}, max_holes={self.max_holes}, "
+            f"min_hits_passes={self.min_hits_passes}, "
+            f"max_seeds_per_hit={self.max_seeds_per_hit})"
+        )
+
+    # ------------------------------------------------------------------ learning
+    def fit(self, events: Sequence[TrackingEvent], coverage: float = 0.995) -> CKFFinder:
+        """Learn the layer-connection map: the pixel-layer triplets of true tracks.
+
+        For every particle of pT >= ``min_pt`` its hits are ordered by distance from the
+        origin; each three consecutive distinct pixel layers is a triplet. The most frequent
+        triplets that cover ``coverage`` of all occurrences are kept.
+        """
+        counts: Counter[tuple[tuple[int, int], ...]] = Counter()
+        for ev in events:
+            hits = ev.hits.merge(ev.truth[["hit_id", "particle_id"]], on="hit_id")
+            hits = hits[hits["particle_id"] > 0]
+            pt = np.hypot(ev.particles["px"], ev.particles["py"])
+            fast = set(ev.particles.loc[pt >= self.min_pt, "particle_id"])
+            hits = hits[hits["particle_id"].isin(fast) & hits["volume_id"].isin(PIXEL_VOLUMES)]
+            d = np.sqrt(hits["x"] ** 2 + hits["y"] ** 2 + hits["z"] ** 2)
+            hits = hits.assign(_d=d).sort_values(["particle_id", "_d"])
+            for _, g in hits.groupby("particle_id"):
+                seq: list[tuple[int, int]] = []
+                for v, la in zip(g["volume_id"], g["layer_id"], strict=True):
+                    if not seq or seq[-1] != (v, la):
+                        seq.append((int(v), int(la)))
+                for i in range(len(seq) - 2):
+                    counts[tuple(seq[i : i + 3])] += 1
+        if not counts:
+            raise ConfigError(
+                "ckf fit: the events have no true pixel-layer triplets to learn from."
+            )
+        total = sum(counts.values())
+        kept, acc = [], 0
+        for trip, c in counts.most_common():
+            kept.append(trip)
+            acc += c
+            if acc >= coverage * total:
+                break
+        self.layer_triplets_ = sorted(kept)
+        return self
+
+    # ------------------------------------------------------------------ finding
+    def _triplets(self, table: pd.DataFrame) -> np.ndarray:
+        if self.layer_triplets_ is None:
+            return _cached_geometric_triplets(table)
+        index = {
+            (int(v), int(la)): i
+            for i, (v, la) in enumerate(zip(table["volume_id"], table["layer_id"], strict=True))
+        }
+        rows = [[index[k] for k in t] for t in self.layer_triplets_ if all(k in index for k in t)]
+        return np.array(rows, dtype=np.int64).reshape(-1, 3)
+
+    def _iterations(self) -> list[tuple[float, float]]:
+        """The seeding iterations as (min_pt GeV, max_d0 mm), tight ones first."""
+        its = [(max(self.min_pt, v), min(self.max_d0, d)) for v, d in _ITERATIONS]
+        its.append((self.min_pt, self.max_d0))
+        out: list[tuple[float, float]] = []
+        for it in its:
+            if it not in out:
+                out.append(it)
+        return out
+
+    def find(self, event: TrackingEvent) -> pd.DataFrame:
+        hits = event.hits
+        hit_id = hits["hit_id"].to_numpy(np.int64)
+        if len(hits) < 3:
+            return self.submission(hit_id, np.zeros(len(hits), np.int64))
+        table = _layer_table(hits)
+        index = pd.MultiIndex.from_arrays([table["volume_id"], table["layer_id"]])
+        layer = index.get_indexer(pd.MultiIndex.from_arrays([hits["volume_id"], hits["layer_id"]]))
+        x = hits["x"].to_numpy(np.float64)
+        y = hits["y"].to_numpy(np.float64)
+        z = hits["z"].to_numpy(np.float64)
+        phi = np.arctan2(y, x)
+        order = np.lexsort((phi, layer))
+        x, y, z, phi, layer = x[order], y[order], z[order], phi[order], layer[order]
+        r = np.hypot(x, y)
+        module = hits["module_id"].to_numpy(np.int64)[order]
+        n_layers = len(table)
+        lstart = np.searchsorted(layer, np.arange(n_layers + 1)).astype(np.int64)
+        res = np.array(
+            [HIT_RESOLUTION.get(int(v), (0.05, 1.0)) for v in table["volume_id"]], np.float64
+        )
+        barrel = table["barrel"].to_numpy(bool)
+        lay_rmax = table["r_max"].to_numpy(np.float64)
+        nb = _PHI_BINS
+        key = np.where(barrel[layer], z, r)
+        pbin = np.minimum(((phi + np.pi) / (2 * np.pi) * nb).astype(np.int64), nb - 1)
+        bperm = np.lexsort((key, pbin, layer)).astype(np.int64)
+        bkey = np.ascontiguousarray(key[bperm])
+        bstart = np.searchsorted((layer * nb + pbin)[bperm], np.arange(n_layers * nb + 1)).astype(
+            np.int64
+        )
+        used = np.zeros(len(x), np.bool_)
+        label_sorted = np.zeros(len(x), np.int64)
+        track = 0
+        lay_pos = table["position"].to_numpy(np.float64)
+        lay_rmin = table["r_min"].to_numpy(np.float64)
+        triplets = self._triplets(table)
+        its = self._iterations()
+        for k_it, (it_pt, it_d0) in enumerate(its):
+            last = k_it == len(its) - 1
+            passes = self.min_hits_passes if last else self.min_hits_passes[:_EARLY_PASSES]
+            seeds, quality = _find_seeds(
+                x,
+                y,
+                z,
+                r,
+                phi,
+                nb,
+                bstart,
+                bkey,
+                bperm,
+                barrel,
+                lay_pos,
+                lay_rmin,
+                triplets,
+                it_pt / PT_PER_MM,
+                self.max_z0,
+                it_d0,
+                self.max_cot,
+                self.seed_sigma,
+                MS_PER_LAYER,
+                self.max_seeds_per_hit,
+                used,
+            )
+            seed_order = np.argsort(quality, kind="stable").astype(np.int64)
+            track = _run(
+                seeds,
+                seed_order,
+                x,
+                y,
+                z,
+                r,
+                phi,
+                layer.astype(np.int64),
+                module,
+                lstart,
+                barrel,
+                lay_pos,
+                lay_rmin,
+                lay_rmax,
+                table["z_min"].to_numpy(np.float64),
+                table["z_max"].to_numpy(np.float64),
+                np.ascontiguousarray(res[:, 0]),
+                np.ascontiguousarray(res[:, 1]),
+                self.fit_hits,
+                self.window_sigma,
+                MS_PER_LAYER,
+                self.max_holes,
+                self.sibling_chi2,
+                np.array(passes, np.int64),
+                used,
+                label_sorted,
+                track,
+            )
+        label = np.empty(len(hits), np.int64)
+        label[order] = label_sorted
+        return self.submission(hit_id, label)
+
+
+_TRIPLET_CACHE: dict[tuple, np.ndarray] = {}
+
+
+def _cached_geometric_triplets(table: pd.DataFrame) -> np.ndarray:
+    key = tuple(zip(table["volume_id"], table["layer_id"], strict=True))
+    if key not in _TRIPLET_CACHE:
+        _TRIPLET_CACHE[key] = _geometric_triplets(table)
+    return _TRIPLET_CACHE[key]
+
+
+__all__ = ["CKFFinder"]
