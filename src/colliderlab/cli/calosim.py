@@ -1,4 +1,5 @@
-"""``colliderlab dataset calosim``, ``train calosim``, ``evaluate calosim``."""
+"""``colliderlab dataset calosim``, ``train calosim``, ``evaluate calosim``,
+``evaluate calosim-loop``."""
 
 from __future__ import annotations
 
@@ -44,6 +45,11 @@ def run_train(args) -> int:
     )
     (energies, showers), path = _read(args, args.showers, args.data_seed)
     out = Path(args.output or f"runs/calosim/{args.geometry}-{args.particle}/{args.model}")
+    if not args.h5:  # which showers: for `simulate --calo-model` (calibration, geometry)
+        from colliderlab.calosim.response import RESPONSE_PARTICLES, write_run_info
+
+        if args.particle in RESPONSE_PARTICLES:
+            write_run_info(out, args.geometry, args.particle)
     result = train(config, energies, showers, out, progress=args.progress)
     result.pop("history", None)
     print(json.dumps({"data": str(path), **result}, indent=2, default=str))
@@ -76,6 +82,33 @@ def run_evaluate(args) -> int:
         lines.append(f"- {row['model']}: speed-up at large batch {ref_s / t:,.0f}x")
     text = "\n".join(lines) + "\n"
     (out / "results.md").write_text(text)
+    print(text)
+    return 0
+
+
+def run_loop(args) -> int:
+    import torch
+
+    from colliderlab.calosim import loop
+    from colliderlab.core.files import write_json
+
+    torch.set_num_threads(args.threads)
+    configs = [None, *args.models]  # the card's parametrisation first
+    result = loop.energy_resolution(
+        configs,
+        particle=args.particle,
+        energies=args.energies,
+        n_events=args.events,
+        card=args.detector,
+        eta_max=args.eta_max,
+        seed=args.seed,
+    )
+    out = Path(args.output or f"runs/calosim/loop-{args.particle}")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "results.json", result)
+    text = loop.markdown(result) + "\n"
+    (out / "results.md").write_text(text)
+    loop.plot(result, out / "resolution.png")
     print(text)
     return 0
 
@@ -115,3 +148,26 @@ def add_parsers(dsub, tsub, esub) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads (1)")
     p.add_argument("-o", "--output", default=None)
     p.set_defaults(func="colliderlab.cli.calosim:run_evaluate")
+
+    p = esub.add_parser(
+        "calosim-loop",
+        help="electron/photon energy resolution in the detector simulation: card vs shower models",
+    )
+    p.add_argument(
+        "--models",
+        nargs="*",
+        default=["reference"],
+        help="calorimeter responses besides the card: 'reference', 'reference:GEOMETRY', "
+        "training directories (default: reference)",
+    )
+    p.add_argument("--particle", default="e-", choices=("e-", "gamma"))
+    p.add_argument(
+        "--energies", type=float, nargs="+", default=[5.0, 10.0, 20.0, 50.0, 100.0, 200.0]
+    )
+    p.add_argument("--events", type=int, default=1000, help="gun events per energy (1000)")
+    p.add_argument("--detector", default="generic_lhc", metavar="CARD", help="detector card")
+    p.add_argument("--eta-max", type=float, default=1.3, help="|eta| of the gun (1.3: barrel)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1)")
+    p.add_argument("-o", "--output", default=None, help="directory of results.{md,json}, plot")
+    p.set_defaults(func="colliderlab.cli.calosim:run_loop")

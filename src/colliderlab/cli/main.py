@@ -109,6 +109,13 @@ def _add_sim_options(p) -> None:
         action="store_true",
         help="also write the calorimeter towers with their depth segments (EcalTower, HcalTower)",
     )
+    p.add_argument(
+        "--calo-model",
+        default=None,
+        metavar="PATH",
+        help="ECAL response of photons and electrons from a shower simulation: 'reference' "
+        "(the calosim reference, Pb/LAr), 'reference:GEOMETRY', or a `train calosim` directory",
+    )
     _add_run_options(p)
 
 

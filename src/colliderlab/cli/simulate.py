@@ -27,6 +27,7 @@ def run(args) -> int:
         format=args.format,
         hits=args.hits,
         towers=args.towers,
+        calo_model=args.calo_model,
         workers=args.workers,
         scheduler=args.scheduler,
         overwrite=args.overwrite,
@@ -39,12 +40,14 @@ def run(args) -> int:
 
 def run_pipeline(args) -> int:
     from colliderlab.detector.card import load_card
-    from colliderlab.detector.run import simulate
+    from colliderlab.detector.run import resolve_calo_model, simulate
     from colliderlab.generate import GenerationConfig, generate
     from colliderlab.generate.config import parse_assignments
     from colliderlab.io.chunked import dask_client
 
     card = load_card(args.detector)  # a bad card fails before any event is generated
+    if args.calo_model is not None:  # so does a bad calorimeter model
+        resolve_calo_model(args.calo_model)
     config = GenerationConfig(
         process=args.process,
         n_events=args.events,
@@ -72,6 +75,7 @@ def run_pipeline(args) -> int:
             format=args.format,
             hits=args.hits,
             towers=args.towers,
+            calo_model=args.calo_model,
             client=client,
             overwrite=args.overwrite,
             repair=args.repair,

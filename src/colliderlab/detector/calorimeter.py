@@ -207,15 +207,30 @@ class TowerGridMap:
         uniq, first = np.unique(keys, return_index=True)  # two noisy hits of one tower: keep one
         return uniq, energies[first]
 
-    def measure(self, keys, true_energy, n_events: int, rng: np.random.Generator) -> Towers:
+    def measure(
+        self,
+        keys,
+        true_energy,
+        n_events: int,
+        rng: np.random.Generator,
+        premeasured=None,
+    ) -> Towers:
         """Smear the tower energies (log-normal, mean = true energy), add the towers that
         noise alone lights up, and apply the threshold.
 
         ``true_energy`` is (m,) or (m, n_segments): the true deposit (per depth segment); the
         measured energy is shared among the segments like the true one. A noise-only tower is one
         noisy readout channel, in a random segment.
+
+        ``premeasured`` (same shape as ``true_energy``, GeV), used with a calorimeter response
+        model (``FastSimulation(calo_model=...)``): deposits whose fluctuations were already
+        drawn by a shower simulation. They are added to the smeared true deposits without the
+        card's stochastic and constant terms; a tower with premeasured energy only still gets
+        the card's noise term ``resolution.noise`` (log-normal, mean kept, as for the others).
         """
-        true_seg = np.asarray(true_energy, dtype=float).reshape(len(keys), -1)
+        true_seg = np.asarray(true_energy, dtype=float)
+        if true_seg.ndim == 1:  # (m,) -> (m, 1); also for m = 0 (a calorimeter left empty)
+            true_seg = true_seg[:, None]
         n_seg = true_seg.shape[1]
         true_total = true_seg.sum(axis=1)
         tower = keys % self.n_towers
@@ -228,6 +243,21 @@ class TowerGridMap:
                 true_total > 0, np.exp(mu + np.sqrt(s2) * rng.standard_normal(len(keys))), 0.0
             )
             segments = true_seg * np.where(true_total > 0, measured / true_total, 0.0)[:, None]
+        if premeasured is not None:
+            pre_seg = np.asarray(premeasured, dtype=float).reshape(true_seg.shape)
+            pre_total = pre_seg.sum(axis=1)
+            noise = self.calo.resolution.sigma(np.zeros(len(keys)), np.abs(eta))  # the n term
+            only_pre = (true_total <= 0) & (pre_total > 0)
+            with np.errstate(divide="ignore", invalid="ignore"):  # log-normal, as above
+                s2n = np.log1p((noise / pre_total) ** 2)
+                noisy = np.exp(
+                    np.log(pre_total) - 0.5 * s2n + np.sqrt(s2n) * rng.standard_normal(len(keys))
+                )
+            measured = measured + np.where(only_pre, noisy, pre_total)
+            segments = segments + pre_seg
+            with np.errstate(divide="ignore", invalid="ignore"):  # the noise goes with the rest
+                share = np.where(true_total + pre_total > 0, measured / segments.sum(axis=1), 0.0)
+            segments = segments * np.where(np.isfinite(share), share, 0.0)[:, None]
         nkeys, nenergy = self.noise_keys(n_events, rng)
         at = np.searchsorted(keys, nkeys)  # both sorted: merge by insertion
         occupied = np.zeros(len(nkeys), dtype=bool)

@@ -59,14 +59,49 @@ def _apply_efficiency(cand, cand_idx, efficiency, rng):
 
 
 class FastSimulation:
-    """Runs the detector card over events; ``__call__(events, rng) -> reconstructed events``."""
+    """Runs the detector card over events; ``__call__(events, rng) -> reconstructed events``.
 
-    def __init__(self, card: DetectorCard, hits: bool = False, towers: bool = False) -> None:
+    ``calo_model`` (None: the card alone) gives the ECAL response of photons and electrons
+    from a shower simulation: ``"reference"`` (the reference shower simulation of
+    :mod:`colliderlab.calosim`, Pb/LAr ``atlas5``), ``"reference:GEOMETRY"``, a training
+    directory of a generative shower model, or a :class:`colliderlab.calosim.response.
+    CaloResponse`. Each photon and electron reaching the ECAL with an energy inside the
+    response's range (1 GeV - 1 TeV) then deposits its calibrated shower energy, drawn per
+    particle (normal incidence), instead of its true energy, and the card's stochastic and
+    constant terms are not applied to these deposits (no double smearing); the card's
+    lateral spread, noise term, tower noise and thresholds still are. Photons and electrons
+    outside the range, and every other ECAL deposit, keep the card's parametrisation.
+    """
+
+    def __init__(
+        self,
+        card: DetectorCard,
+        hits: bool = False,
+        towers: bool = False,
+        calo_model=None,
+    ) -> None:
         self.card = card
         self.hits = hits  # also simulate tracker hits (the Hit collection)
         self.towers = towers  # also write the calorimeter towers (EcalTower, HcalTower)
         self.ecal = TowerGridMap(card.ecal)
         self.hcal = TowerGridMap(card.hcal)
+        self.calo_response = None
+        if calo_model is not None:
+            from colliderlab.calosim.response import get_response
+
+            self.calo_response = get_response(calo_model)
+
+    def _em_response(self, apid, energy, rng) -> np.ndarray:
+        """Shower-simulated energies (GeV) of the photons and electrons among ECAL deposits of
+        true ``energy`` (GeV); NaN for the others and outside the response's range."""
+        out = np.full(len(energy), np.nan)
+        resp = self.calo_response
+        for code, particle in ((11, "e-"), (22, "gamma")):
+            sel = np.flatnonzero((apid == code) & resp.in_range(energy))
+            if len(sel):
+                seed = int(rng.integers(0, 2**63 - 1))
+                out[sel] = resp(energy[sel], particle, seed=seed)
+        return out
 
     def __call__(self, events: ak.Array, rng: np.random.Generator) -> ak.Array:
         from colliderlab.detector.jets import reconstruct_jets
@@ -126,11 +161,25 @@ class FastSimulation:
         for name, cmap, frac in (("ecal", self.ecal, f_ecal), ("hcal", self.hcal, 1.0 - f_ecal)):
             s = in_calo & (frac > 0)
             e_dep = e_true[s] * frac[s]
+            shower = None
+            if name == "ecal" and self.calo_response is not None:
+                shower = self._em_response(apid[s], e_dep, rng)
             if self.towers:  # depth segments are only written out, not used by PF
                 seg = depth_fractions(cmap.calo.depth, e_dep, rng, photon=apid[s] == 22)
                 e_dep = e_dep[:, None] * seg
-            keys, true_e = cmap.deposit(ev[s], eta_c[s], phi_c[s], e_dep)
-            towers[name] = cmap.measure(keys, true_e, n_ev, rng)
+            if shower is None:
+                keys, true_e = cmap.deposit(ev[s], eta_c[s], phi_c[s], e_dep)
+                towers[name] = cmap.measure(keys, true_e, n_ev, rng)
+                continue
+            # photons/electrons: the shower energy (already fluctuated) in place of the true one
+            em = ~np.isnan(shower)
+            scale = np.where(em, shower / np.where(em, e_true[s] * frac[s], 1.0), 0.0)
+            pre = e_dep * (scale if e_dep.ndim == 1 else scale[:, None])
+            rest = np.where(em if e_dep.ndim == 1 else em[:, None], 0.0, e_dep)
+            both = np.concatenate([rest.reshape(len(rest), -1), pre.reshape(len(pre), -1)], axis=1)
+            keys, dep = cmap.deposit(ev[s], eta_c[s], phi_c[s], both)
+            k = both.shape[1] // 2
+            towers[name] = cmap.measure(keys, dep[:, :k], n_ev, rng, premeasured=dep[:, k:])
 
         # ------------------------------------------------------------------ particle flow
         t_reached = reached[t]

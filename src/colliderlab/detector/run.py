@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import hashlib
 import json
 import os
@@ -45,20 +46,22 @@ class SimulationConfig:
     format: str = "parquet"
     hits: bool = False
     towers: bool = False
+    calo_model: str | None = None  # "reference[:GEOMETRY]" or a training directory
+    calo_model_digest: str | None = None  # CaloResponse.digest() of it
 
     def digest(self) -> str:
-        blob = json.dumps(
-            {
-                "hits": self.hits,
-                "towers": self.towers,
-                "input": self.input_digest,
-                "card": self.card.digest(),
-                "seed": self.seed,
-                "format": self.format,
-                "schema": RECO_SCHEMA_VERSION,
-            },
-            sort_keys=True,
-        )
+        fields = {
+            "hits": self.hits,
+            "towers": self.towers,
+            "input": self.input_digest,
+            "card": self.card.digest(),
+            "seed": self.seed,
+            "format": self.format,
+            "schema": RECO_SCHEMA_VERSION,
+        }
+        if self.calo_model is not None:  # (absent otherwise: older datasets keep their digest)
+            fields["calo_model"] = self.calo_model_digest
+        blob = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     @property
@@ -80,10 +83,39 @@ def run_chunk(config: SimulationConfig, index: int, directory: str) -> dict[str,
         )
     events = read_chunk(source)
     rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(index,)))
-    reco = without_vector_names(
-        FastSimulation(config.card, hits=config.hits, towers=config.towers)(events, rng)
-    )
+    response = None
+    if config.calo_model is not None:
+        response = _calo_response(config.calo_model, config.calo_model_digest)
+    sim = FastSimulation(config.card, hits=config.hits, towers=config.towers, calo_model=response)
+    reco = without_vector_names(sim(events, rng))
     return finish_chunk(reco, directory, index, config.format, config.digest(), n_events=n_events)
+
+
+@functools.lru_cache(maxsize=2)
+def _calo_response(spec: str, digest: str | None):
+    """The calorimeter response of ``spec``, loaded once per worker process; refused if it
+    changed since the simulation was configured (``digest``)."""
+    from colliderlab.calosim.response import get_response
+
+    response = get_response(spec)
+    if digest is not None and response.digest() != digest:
+        raise DatasetError(
+            f"calo model {spec} changed since this simulation started (its digest differs); "
+            "simulate into a new output directory."
+        )
+    return response
+
+
+def resolve_calo_model(calo_model) -> tuple[str | None, str | None]:
+    """(spec, digest) of a ``calo_model`` argument: None, ``"reference[:GEOMETRY]"`` or a
+    training directory (made absolute). Fails early, naming the path, if it is unusable."""
+    if calo_model is None:
+        return None, None
+    from colliderlab.calosim.response import get_response
+
+    text = str(calo_model)
+    spec = text if text.startswith("reference") else str(Path(text).resolve())
+    return spec, get_response(spec).digest()
 
 
 def simulate(
@@ -95,6 +127,7 @@ def simulate(
     format: str = "parquet",
     hits: bool = False,
     towers: bool = False,
+    calo_model: str | os.PathLike[str] | None = None,
     workers: int | None = None,
     scheduler: str | None = None,
     client: Any = None,
@@ -107,7 +140,10 @@ def simulate(
     ``hits=True`` also writes the tracker hits (``Hit``: x, y, z, layer, gen_index,
     track_index) and the number of hits of each track. ``towers=True`` also writes the
     calorimeter towers (``EcalTower``, ``HcalTower``: energy, eta, phi and the energy of each
-    depth segment, ``depth_1`` ...).
+    depth segment, ``depth_1`` ...). ``calo_model`` (``"reference"``, ``"reference:GEOMETRY"``
+    or a calosim training directory) takes the ECAL response of photons and electrons from a
+    shower simulation (see :class:`~colliderlab.detector.reco.FastSimulation`); it is part of
+    the dataset's identity (config digest).
     """
     source = Dataset(input_dir)
     if source.kind != "generation":
@@ -122,6 +158,7 @@ def simulate(
             f"schema {SCHEMA_VERSION}. Regenerate it with this version."
         )
     card = load_card(card)
+    calo_spec, calo_digest = resolve_calo_model(calo_model)
     config = SimulationConfig(
         input=str(Path(input_dir).resolve()),
         input_digest=source.manifest["config_digest"],
@@ -131,6 +168,8 @@ def simulate(
         format=format,
         hits=hits,
         towers=towers,
+        calo_model=calo_spec,
+        calo_model_digest=calo_digest,
     )
     directory = Path(output)
     check_output(config.digest(), directory, overwrite)
@@ -149,6 +188,7 @@ def simulate(
                 "towers": towers,
                 "input": config.input,
                 "pileup": source.config.get("pileup"),
+                **({"calo_model": calo_spec} if calo_spec is not None else {}),
             },
             "config_digest": config.digest(),
             "description": f"{source.config.get('process')} through the {card.name} detector",
