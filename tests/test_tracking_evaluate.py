@@ -150,3 +150,11 @@ def test_commands_give_clear_errors(tmp_path, capsys):
     assert "unknown track finder 'kalman'" in capsys.readouterr().err
     assert main(["train", "tracking", "--model", "ckf", "--input", str(DATA)]) == 2
     assert "only the gnn finder is trained" in capsys.readouterr().err
+
+
+def test_unknown_finder_option_names_the_valid_ones():
+    from colliderlab.tracking.finders import finder_names, make_finder
+
+    assert {"ckf", "dbscan"} <= set(finder_names())
+    with pytest.raises(ConfigError, match="epz.*Its options are: eps"):
+        make_finder("dbscan", epz=0.01)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from colliderlab.core.errors import ConfigError
 from colliderlab.core.registry import lookup, names
 from colliderlab.tracking.event import TrackingEvent
 
@@ -63,8 +64,18 @@ class TrackFinder:
 
 def make_finder(name: str, **options) -> TrackFinder:
     """The registered finder ``name`` built with ``options`` (unknown name: a clear error)."""
+    import inspect
+
     _load()
-    return lookup(KIND, name)(**options)
+    cls = lookup(KIND, name)
+    try:
+        inspect.signature(cls).bind(**options)
+    except TypeError as exc:
+        valid = [p for p in inspect.signature(cls).parameters if p not in ("self", "kwargs")]
+        raise ConfigError(
+            f"track finder {name!r}: {exc}. Its options are: {', '.join(valid) or 'none'}."
+        ) from None
+    return cls(**options)
 
 
 def finder_names() -> list[str]:
