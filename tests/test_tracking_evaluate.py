@@ -156,5 +156,5 @@ def test_unknown_finder_option_names_the_valid_ones():
     from colliderlab.tracking.finders import finder_names, make_finder
 
     assert {"ckf", "dbscan"} <= set(finder_names())
-    with pytest.raises(ConfigError, match="epz.*Its options are: eps"):
+    with pytest.raises(ConfigError, match=r"epz.*Its options are: eps"):
         make_finder("dbscan", epz=0.01)
