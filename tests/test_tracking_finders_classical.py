@@ -167,8 +167,8 @@ def test_bad_option_names_the_option(name, option, value):
         make_finder(name, **{option: value})
 
 
-def test_unknown_option_is_a_type_error():
-    with pytest.raises(TypeError):
+def test_unknown_option_is_a_config_error_listing_the_options():
+    with pytest.raises(ConfigError, match="'window'.*window_sigma"):
         make_finder("ckf", window=3)
 
 
