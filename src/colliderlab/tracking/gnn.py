@@ -68,7 +68,10 @@ CHECKPOINT = "checkpoint.pt"
 RESULT = "result.json"
 MODEL_NAME = "interaction_network"
 _KIND = "colliderlab-gnn-tracker"
-_FORMAT = 1
+_FORMAT = 2
+#: Checkpoint formats this version reads: 1 (no edge filter; still usable by
+#: :class:`GNNFinder`, not resumable) and 2 (edge filter + GNN).
+_READABLE = (1, 2)
 
 #: Node features: r/1000 mm, phi/pi, z/1000 mm; with cells also log(1 + n_cells), charge.
 NODE_FEATURES = ("r", "phi", "z")
@@ -101,6 +104,12 @@ class TrainConfig:
         map_margin: relative widening of the learned cut ranges.
         volumes: TrackML volume ids in the graph (None: all).
         cells: add the cell features of the hits (events without cells get zeros).
+        filter_epochs: epochs of the edge-filter MLP trained before the GNN (0: no filter,
+            the GNN sees the whole graph).
+        filter_hidden, filter_layers: width and hidden layers of the filter MLP.
+        filter_batch: edges per optimiser step of the filter.
+        filter_efficiency: the filter cut keeps this fraction of the true edges of particles
+            with pT > ``filter_pt_min`` (GeV) of the training events.
         seed: initial weights and event order.
     """
 
@@ -119,6 +128,12 @@ class TrainConfig:
     map_margin: float = 0.1
     volumes: tuple[int, ...] | None = None
     cells: bool = False
+    filter_epochs: int = 3
+    filter_hidden: int = 64
+    filter_layers: int = 3
+    filter_batch: int = 65536
+    filter_efficiency: float = 0.99
+    filter_pt_min: float = 1.0
     seed: int = 1
 
     def __post_init__(self) -> None:
@@ -126,13 +141,28 @@ class TrainConfig:
             object.__setattr__(self, "volumes", tuple(int(v) for v in self.volumes))
 
     def validate(self) -> TrainConfig:
-        for key in ("epochs", "hidden", "iterations", "mlp_layers", "lr_step"):
+        for key in (
+            "epochs",
+            "hidden",
+            "iterations",
+            "mlp_layers",
+            "lr_step",
+            "filter_hidden",
+            "filter_layers",
+            "filter_batch",
+        ):
             if int(getattr(self, key)) < 1:
                 raise ConfigError(f"TrainConfig.{key} must be >= 1; got {getattr(self, key)}.")
         for key in ("lr", "pos_weight", "lr_decay"):
             if not float(getattr(self, key)) > 0:
                 raise ConfigError(f"TrainConfig.{key} must be > 0; got {getattr(self, key)}.")
-        for key in ("loss_pt_min", "map_pt_min", "map_margin"):
+        if int(self.filter_epochs) < 0:
+            raise ConfigError(f"TrainConfig.filter_epochs must be >= 0; got {self.filter_epochs}.")
+        if not 0.0 < float(self.filter_efficiency) <= 1.0:
+            raise ConfigError(
+                f"TrainConfig.filter_efficiency must be in (0, 1]; got {self.filter_efficiency}."
+            )
+        for key in ("loss_pt_min", "map_pt_min", "map_margin", "filter_pt_min"):
             if not float(getattr(self, key)) >= 0:
                 raise ConfigError(f"TrainConfig.{key} must be >= 0; got {getattr(self, key)}.")
         if self.aggregation not in AGGREGATIONS:
@@ -356,6 +386,86 @@ def build_model(config: TrainConfig) -> InteractionNetwork:
     )
 
 
+class EdgeFilter(nn.Module):
+    """Per-edge MLP that prunes the graph before the GNN: the filter stage of Exa.TrkX (Ju et
+    al., arXiv:2103.06995, section 3.2), here on the features of the two hits and of the edge.
+
+    ``forward(x, edge_index, edge_attr)``: ``x`` (N, node_features), ``edge_index`` (2, E)
+    int64, ``edge_attr`` (E, edge_features); returns (E,) float32 logits (true edge = 1).
+    :meth:`scores` gives the sigmoid in chunks of ``chunk`` edges without gradients.
+    """
+
+    def __init__(
+        self, node_features: int = 3, edge_features: int = 6, hidden: int = 64, layers: int = 3
+    ) -> None:
+        super().__init__()
+        self.node_features = int(node_features)
+        self.edge_features = int(edge_features)
+        self.hidden = int(hidden)
+        self.layers = int(layers)
+        self.mlp = _mlp(2 * self.node_features + self.edge_features, self.hidden, 1, self.layers)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(node_features={self.node_features}, "
+            f"edge_features={self.edge_features}, hidden={self.hidden}, layers={self.layers})"
+        )
+
+    def forward(
+        self, x: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor
+    ) -> torch.Tensor:
+        if x.dim() != 2 or x.shape[1] != self.node_features:
+            raise ValueError(
+                f"EdgeFilter: x must have shape (N, {self.node_features}); got {tuple(x.shape)}."
+            )
+        if edge_attr.shape != (edge_index.shape[1], self.edge_features):
+            raise ValueError(
+                f"EdgeFilter: edge_attr must have shape (E, {self.edge_features}); got "
+                f"{tuple(edge_attr.shape)}."
+            )
+        feats = torch.cat([x[edge_index[0]], x[edge_index[1]], edge_attr], dim=1)
+        return self.mlp(feats).squeeze(-1)
+
+    @torch.no_grad()
+    def scores(
+        self,
+        x: torch.Tensor,
+        edge_index: torch.Tensor,
+        edge_attr: torch.Tensor,
+        chunk: int = 1 << 18,
+    ) -> torch.Tensor:
+        """(E,) sigmoid scores, computed ``chunk`` edges at a time (eval mode)."""
+        was_training = self.training
+        self.eval()
+        out = [
+            torch.sigmoid(self(x, edge_index[:, i : i + chunk], edge_attr[i : i + chunk]))
+            for i in range(0, edge_index.shape[1], chunk)
+        ]
+        self.train(was_training)
+        return torch.cat(out) if out else torch.zeros(0)
+
+
+def build_filter(config: TrainConfig) -> EdgeFilter:
+    """The untrained edge filter of ``config``."""
+    return EdgeFilter(
+        node_features=len(NODE_FEATURES) + (len(CELL_FEATURES) if config.cells else 0),
+        edge_features=len(EDGE_FEATURES),
+        hidden=config.filter_hidden,
+        layers=config.filter_layers,
+    )
+
+
+def _subset(sample: GraphSample, keep: torch.Tensor) -> GraphSample:
+    """``sample`` with only the edges where ``keep`` (E,) bool is true."""
+    return GraphSample(
+        x=sample.x,
+        edge_index=sample.edge_index[:, keep],
+        edge_attr=sample.edge_attr[keep],
+        y=sample.y[keep] if sample.y is not None else None,
+        pt=sample.pt[keep] if sample.pt is not None else None,
+    )
+
+
 # ----------------------------------------------------------------------------- metrics
 def edge_metrics(
     y_true: np.ndarray,
@@ -475,11 +585,11 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"{path} is not a colliderlab GNN track-finder checkpoint (it is {found!r}); "
             "pass a checkpoint written by colliderlab.tracking.gnn.train."
         )
-    if state.get("format") != _FORMAT or state.get("model_name") != MODEL_NAME:
+    if state.get("format") not in _READABLE or state.get("model_name") != MODEL_NAME:
         raise DatasetError(
             f"{path} holds model {state.get('model_name')!r} in format {state.get('format')} "
-            f"(colliderlab {state.get('version')}); this version reads {MODEL_NAME!r} format "
-            f"{_FORMAT}. Retrain in a new output directory."
+            f"(colliderlab {state.get('version')}); this version reads {MODEL_NAME!r} formats "
+            f"{_READABLE}. Retrain in a new output directory."
         )
     return state
 
@@ -501,7 +611,10 @@ def _check_resumable(path: Path, saved: Mapping[str, Any], config: TrainConfig, 
 
 
 def _load_model(state: Mapping[str, Any], path: Path) -> tuple[InteractionNetwork, TrainConfig]:
-    config = TrainConfig.from_dict(state["config"])
+    config_dict = dict(state["config"])
+    if state.get("format") == 1:  # written before the edge filter existed
+        config_dict.setdefault("filter_epochs", 0)
+    config = TrainConfig.from_dict(config_dict)
     model = build_model(config)
     try:
         model.load_state_dict(state["model"])
@@ -511,6 +624,25 @@ def _load_model(state: Mapping[str, Any], path: Path) -> tuple[InteractionNetwor
             f"({str(err).splitlines()[0]}); retrain in a new directory."
         ) from err
     return model.eval(), config
+
+
+def _load_filter(
+    state: Mapping[str, Any], path: Path, config: TrainConfig
+) -> tuple[EdgeFilter | None, float | None]:
+    """The trained edge filter and its cut, or (None, None) when the checkpoint has none (no
+    filter stage, format 1, or a run stopped before the filter finished)."""
+    cut = state.get("filter_cut")
+    if config.filter_epochs == 0 or cut is None or "filter" not in state:
+        return None, None
+    edge_filter = build_filter(config)
+    try:
+        edge_filter.load_state_dict(state["filter"])
+    except RuntimeError as err:
+        raise DatasetError(
+            f"the edge-filter weights in {path} do not fit this version's EdgeFilter "
+            f"({str(err).splitlines()[0]}); retrain in a new directory."
+        ) from err
+    return edge_filter.eval(), float(cut)
 
 
 @contextlib.contextmanager
@@ -571,6 +703,12 @@ def train(
     saved = None
     if ckpt.is_file():
         saved = load_checkpoint(ckpt)
+        if saved.get("format") != _FORMAT:
+            raise ConfigError(
+                f"{ckpt} is a format-{saved.get('format')} checkpoint (before the edge "
+                f"filter); it can be used by GNNFinder but not resumed. Train in a new output "
+                "directory."
+            )
         _check_resumable(ckpt, saved, config, data)
 
     t0 = time.perf_counter()
@@ -593,16 +731,78 @@ def train(
     with torch.random.fork_rng(devices=[]), torch.enable_grad():
         torch.manual_seed(config.seed)
         model = build_model(config)
+        edge_filter = build_filter(config)
         opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+        filter_opt = torch.optim.Adam(edge_filter.parameters(), lr=config.lr)
         order = torch.Generator().manual_seed(config.seed)
         history: list[dict[str, Any]] = []
+        filter_history: list[dict[str, Any]] = []
+        filter_cut: float | None = None
         if saved is not None:
             model, _ = _load_model(saved, ckpt)
             opt = torch.optim.Adam(model.parameters(), lr=config.lr)
             opt.load_state_dict(saved["optimizer"])
+            edge_filter.load_state_dict(saved["filter"])
+            filter_opt.load_state_dict(saved["filter_optimizer"])
+            filter_cut = saved["filter_cut"]
             order.set_state(saved["generator"])
             torch.set_rng_state(saved["torch_rng"])
             history = [dict(h) for h in saved["history"]]
+            filter_history = [dict(h) for h in saved["filter_history"]]
+
+        def save() -> None:
+            state = {
+                "kind": _KIND,
+                "format": _FORMAT,
+                "model_name": MODEL_NAME,
+                "version": __version__,
+                "config": config.to_dict(),
+                "data": data,
+                "module_map": _state_tensors(module_map.state_dict()),
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "filter": edge_filter.state_dict(),
+                "filter_optimizer": filter_opt.state_dict(),
+                "filter_cut": filter_cut,
+                "generator": order.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "history": history,
+                "filter_history": filter_history,
+            }
+            with atomic_path(ckpt) as tmp:
+                torch.save(state, tmp)
+
+        # stage 1: the edge filter
+        for epoch in range(len(filter_history), config.filter_epochs):
+            start = time.perf_counter()
+            entry = {"stage": "filter", "epoch": epoch + 1, "lr": config.lr}
+            entry["train_loss"] = _filter_epoch(
+                edge_filter, filter_opt, samples, weights, order, config, progress, epoch
+            )
+            if epoch + 1 == config.filter_epochs:
+                filter_cut = _filter_cut(edge_filter, samples, config)
+                entry["cut"] = filter_cut
+                entry.update(_filter_summary(edge_filter, filter_cut, samples, config, "train"))
+                if val_samples:
+                    entry.update(
+                        _filter_summary(edge_filter, filter_cut, val_samples, config, "val")
+                    )
+            entry["seconds"] = time.perf_counter() - start
+            filter_history.append(entry)
+            save()
+            if on_epoch is not None:
+                on_epoch(entry)
+
+        # stage 2: the GNN on the filtered graphs
+        t1 = time.perf_counter()
+        graph_edges = [int(s.edge_index.shape[1]) for s in samples]
+        graph_true = [float(s.y.sum()) for s in samples if s.y is not None]
+        if filter_cut is not None:
+            edge_filter.eval()
+            samples = [_apply_filter(edge_filter, filter_cut, s) for s in samples]
+            weights = [_loss_weights(s, config) for s in samples]
+            val_samples = [_apply_filter(edge_filter, filter_cut, s) for s in val_samples]
+        filter_apply_s = time.perf_counter() - t1
         for epoch in range(len(history), config.epochs):
             model.train()
             lr = config.lr * config.lr_decay ** (epoch // config.lr_step)
@@ -632,7 +832,8 @@ def train(
                 opt.step()
                 total += float(loss.detach()) * float(w.sum())
                 n_edges += float(w.sum())
-            entry: dict[str, Any] = {
+            entry = {
+                "stage": "gnn",
                 "epoch": epoch + 1,
                 "lr": lr,
                 "train_loss": total / max(n_edges, 1.0),
@@ -641,39 +842,35 @@ def train(
                 entry.update(_validate(model, val_samples, config))
             entry["seconds"] = time.perf_counter() - start
             history.append(entry)
-            state = {
-                "kind": _KIND,
-                "format": _FORMAT,
-                "model_name": MODEL_NAME,
-                "version": __version__,
-                "config": config.to_dict(),
-                "data": data,
-                "module_map": _state_tensors(module_map.state_dict()),
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "generator": order.get_state(),
-                "torch_rng": torch.get_rng_state(),
-                "history": history,
-            }
-            with atomic_path(ckpt) as tmp:
-                torch.save(state, tmp)
+            save()
             if on_epoch is not None:
                 on_epoch(entry)
 
     n_e = [int(s.edge_index.shape[1]) for s in samples]
     n_t = [float(s.y.sum()) for s in samples if s.y is not None]
+    n_graph = graph_edges if graph_edges else n_e
     seconds = [float(h["seconds"]) for h in history]
+    filter_seconds = [float(h["seconds"]) for h in filter_history]
     result = {
         "model": MODEL_NAME,
         "config": config.to_dict(),
         "n_train": len(events),
         "n_params": count_parameters(model),
         "graph": {
-            "edges_per_event": float(np.mean(n_e)),
-            "true_fraction": float(sum(n_t) / max(sum(n_e), 1)),
+            "edges_per_event": float(np.mean(n_graph)),
+            "true_fraction": float(sum(graph_true) / max(sum(n_graph), 1)),
+            "gnn_edges_per_event": float(np.mean(n_e)),
+            "gnn_true_fraction": float(sum(n_t) / max(sum(n_e), 1)),
             "map": repr(module_map),
         },
         "history": history,
+        "filter": {
+            "cut": filter_cut,
+            "n_params": count_parameters(edge_filter) if filter_cut is not None else 0,
+            "history": filter_history,
+            "train_s": float(sum(filter_seconds)),
+            "apply_s": filter_apply_s,
+        },
         "map_s": map_s,
         "train_s": float(sum(seconds)),
         "train_s_per_epoch": float(np.mean(seconds)) if seconds else 0.0,
@@ -681,6 +878,104 @@ def train(
     }
     write_json(out / RESULT, result)
     return result
+
+
+def _filter_epoch(
+    edge_filter: EdgeFilter,
+    opt: torch.optim.Optimizer,
+    samples: Sequence[GraphSample],
+    weights: Sequence[torch.Tensor],
+    order: torch.Generator,
+    config: TrainConfig,
+    progress: bool | None,
+    epoch: int,
+) -> float:
+    """One pass of the filter over the training graphs in minibatches of edges; the mean
+    weighted loss."""
+    from tqdm.auto import tqdm
+
+    edge_filter.train()
+    perm = torch.randperm(len(samples), generator=order).tolist()
+    total, norm = 0.0, 0.0
+    bar = tqdm(
+        perm,
+        desc=f"filter epoch {epoch + 1}/{config.filter_epochs}",
+        disable=(not progress) if progress is not None else None,
+        leave=False,
+    )
+    pos_weight = torch.tensor(config.pos_weight)
+    for i in bar:
+        s, w = samples[i], weights[i]
+        n = int(s.edge_index.shape[1])
+        edge_perm = torch.randperm(n, generator=order)
+        for j in range(0, n, config.filter_batch):
+            idx = edge_perm[j : j + config.filter_batch]
+            wb = w[idx]
+            if float(wb.sum()) == 0:
+                continue
+            opt.zero_grad()
+            logits = edge_filter(s.x, s.edge_index[:, idx], s.edge_attr[idx])
+            loss = (
+                nn.functional.binary_cross_entropy_with_logits(
+                    logits, s.y[idx], weight=wb, pos_weight=pos_weight, reduction="sum"
+                )
+                / wb.sum()
+            )
+            if not torch.isfinite(loss):
+                raise ConfigError(
+                    f"the edge-filter loss became {float(loss)} in epoch {epoch + 1}; lower lr "
+                    "and use a new output directory."
+                )
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * float(wb.sum())
+            norm += float(wb.sum())
+    return total / max(norm, 1.0)
+
+
+def _filter_cut(edge_filter: EdgeFilter, samples: Sequence[GraphSample], config: TrainConfig):
+    """The score cut that keeps ``filter_efficiency`` of the true edges with pT >
+    ``filter_pt_min`` of ``samples``."""
+    scores = []
+    for s in samples:
+        high = (s.y > 0) & (torch.nan_to_num(s.pt, nan=0.0) > config.filter_pt_min)
+        if bool(high.any()):
+            scores.append(edge_filter.scores(s.x, s.edge_index[:, high], s.edge_attr[high]))
+    if not scores:
+        return 0.0
+    all_scores = torch.cat(scores).double().numpy()
+    return float(np.quantile(all_scores, 1.0 - config.filter_efficiency, method="lower"))
+
+
+def _apply_filter(edge_filter: EdgeFilter, cut: float, sample: GraphSample) -> GraphSample:
+    if sample.edge_index.shape[1] == 0:
+        return sample
+    keep = edge_filter.scores(sample.x, sample.edge_index, sample.edge_attr) >= cut
+    return _subset(sample, keep)
+
+
+def _filter_summary(
+    edge_filter: EdgeFilter,
+    cut: float,
+    samples: Sequence[GraphSample],
+    config: TrainConfig,
+    prefix: str,
+) -> dict[str, float]:
+    """Efficiency (pT > filter_pt_min) and kept fraction of the filter at ``cut``."""
+    n_high = n_high_kept = n_edges = n_kept = 0
+    for s in samples:
+        if s.edge_index.shape[1] == 0:
+            continue
+        keep = edge_filter.scores(s.x, s.edge_index, s.edge_attr) >= cut
+        high = (s.y > 0) & (torch.nan_to_num(s.pt, nan=0.0) > config.filter_pt_min)
+        n_high += int(high.sum())
+        n_high_kept += int((high & keep).sum())
+        n_edges += int(keep.numel())
+        n_kept += int(keep.sum())
+    return {
+        f"{prefix}_filter_efficiency": n_high_kept / n_high if n_high else math.nan,
+        f"{prefix}_filter_kept": n_kept / n_edges if n_edges else math.nan,
+    }
 
 
 def _validate(model, samples: Sequence[GraphSample], config: TrainConfig) -> dict[str, float]:
@@ -836,14 +1131,18 @@ class GNNFinder(TrackFinder):
         self.threads = threads
         self.model: InteractionNetwork | None = None
         self.module_map: ModuleMap | None = None
+        self.edge_filter: EdgeFilter | None = None
+        self.filter_cut: float | None = None
         self.last_timing: dict[str, float] = {}
+        self.last_edges: dict[str, int] = {}
         if checkpoint is not None:
             self.load(checkpoint)
 
     def __repr__(self) -> str:
         return (
             f"GNNFinder(threshold={self.threshold}, min_hits={self.min_hits}, "
-            f"model={self.model!r}, module_map={self.module_map!r})"
+            f"model={self.model!r}, edge_filter={self.edge_filter!r}, "
+            f"filter_cut={self.filter_cut}, module_map={self.module_map!r})"
         )
 
     def load(self, checkpoint: str | os.PathLike[str]) -> GNNFinder:
@@ -851,6 +1150,7 @@ class GNNFinder(TrackFinder):
         path = _checkpoint_path(checkpoint)
         state = load_checkpoint(path)
         self.model, self.config = _load_model(state, path)
+        self.edge_filter, self.filter_cut = _load_filter(state, path, self.config)
         self.module_map = ModuleMap.from_state(state["module_map"])
         return self
 
@@ -865,7 +1165,11 @@ class GNNFinder(TrackFinder):
             return self.load(tmp)
 
     def edge_scores(self, event: TrackingEvent) -> tuple[np.ndarray, np.ndarray]:
-        """The event's graph (2, E) and the network's score (E,) of each edge (no truth read)."""
+        """The event's graph (2, E) and the network's score (E,) of each edge (no truth read).
+
+        Edges that the edge filter removes are returned with score 0, so that edge metrics
+        over the graph count the filter's losses. ``last_edges`` holds the number of graph
+        edges and of edges passed to the GNN."""
         if self.model is None or self.module_map is None:
             raise ConfigError(
                 "the GNN finder has no model: pass checkpoint=... or call fit(events) first."
@@ -878,10 +1182,21 @@ class GNNFinder(TrackFinder):
         ea = torch.from_numpy(edge_features(coords, edges))
         t1 = time.perf_counter()
         scores = np.zeros(edges.shape[1], np.float32)
-        if edges.shape[1]:
-            with torch.no_grad(), _threads(self.threads):
-                scores = torch.sigmoid(self.model(x, torch.from_numpy(edges), ea)).numpy()
-        self.last_timing = {"graph_s": t1 - t0, "inference_s": time.perf_counter() - t1}
+        ei = torch.from_numpy(edges)
+        keep = torch.ones(edges.shape[1], dtype=torch.bool)
+        with torch.no_grad(), _threads(self.threads):
+            if self.edge_filter is not None and edges.shape[1]:
+                keep = self.edge_filter.scores(x, ei, ea) >= self.filter_cut
+            t2 = time.perf_counter()
+            if bool(keep.any()):
+                kept = torch.sigmoid(self.model(x, ei[:, keep], ea[keep])).numpy()
+                scores[keep.numpy()] = kept
+        self.last_timing = {
+            "graph_s": t1 - t0,
+            "filter_s": t2 - t1,
+            "inference_s": time.perf_counter() - t2,
+        }
+        self.last_edges = {"graph": int(edges.shape[1]), "gnn": int(keep.sum())}
         return edges, scores
 
     def find(self, event: TrackingEvent) -> pd.DataFrame:
