@@ -168,7 +168,7 @@ def test_bad_option_names_the_option(name, option, value):
 
 
 def test_unknown_option_is_a_config_error_listing_the_options():
-    with pytest.raises(ConfigError, match="'window'.*window_sigma"):
+    with pytest.raises(ConfigError, match=r"'window'.*window_sigma"):
         make_finder("ckf", window=3)
 
 

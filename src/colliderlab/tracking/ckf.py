@@ -13,7 +13,10 @@ arXiv:1904.06778; results in arXiv:2105.01160), in a compact form:
    ATLAS and ACTS seed finders, arXiv:2106.13593), so the inner hits of a middle hit are
    searched only in the phi window allowed by ``min_pt`` and ``max_d0`` and in the z (r)
    range allowed by |z0| <= ``max_z0``, and the outer hits only around the doublet's
-   extrapolation, in phi and in z (r) within the cot theta cut below.
+   extrapolation, in phi and in z (r) within the cot theta cut below; a middle hit whose
+   inner z (r) range, or a doublet whose extrapolated z (r) range, misses all the hits of
+   the layer is dropped before the search (the barrel-to-disk triplets otherwise scan all
+   phi bins: MU=200 seeding 1.8 -> 1.1 s/event, the same seeds).
    Doublet cuts: the phi opening, |z0| <= ``max_z0`` and |cot theta| <= ``max_cot``.
    Triplet cuts: the circle through the three points has pT >= ``min_pt`` and transverse
    impact parameter |d0| <= ``max_d0``; the two segments agree in cot theta within
@@ -296,6 +299,8 @@ def _find_seeds(
     lay_barrel,
     lay_pos,
     lay_rmin,
+    lay_kmin,
+    lay_kmax,
     triplets,
     min_radius,
     max_z0,
@@ -355,6 +360,8 @@ def _find_seeds(
                 else:
                     klo = min(ra, rb) - 1.0
                     khi = max(ra, rb) + 1.0
+            if khi < lay_kmin[l0] or klo > lay_kmax[l0]:
+                continue
             ni = _bin_query(l0, phi[i1], w0, klo, khi, nb, bstart, bkey, bperm, phi, inner, 0)
             nloc = 0
             worst = 0
@@ -388,14 +395,6 @@ def _find_seeds(
                     continue
                 if r2p <= r1:
                     continue
-                phi2 = phi[i1] + dphi01 * (r2p - r1) / dr01
-                dterm = abs(1.0 / r2p - 1.0 / r1 - (1.0 / r1 - 1.0 / r0) * (r2p - r1) / dr01)
-                w2 = (
-                    max_d0 * dterm
-                    + ms_per_layer / min_pt_seed * (r2p - r1) / r1 * 0.5
-                    + 0.1 * (r2p - r1) * sin_half * (r2p * sin_half) ** 2
-                    + 0.004
-                )
                 # longitudinal window: cot theta within the seed cut (MS at min_pt and
                 # hit resolution), with margin for chord vs arc length
                 nrm2 = 1.0 + cot01 * cot01
@@ -418,6 +417,17 @@ def _find_seeds(
                         rb = r1 + dzl / cb
                         k2lo = min(ra, rb) - 1.0
                         k2hi = max(ra, rb) + 1.0
+                # the doublet's extrapolation misses the hits of the outer layer
+                if k2hi < lay_kmin[l2] or k2lo > lay_kmax[l2]:
+                    continue
+                phi2 = phi[i1] + dphi01 * (r2p - r1) / dr01
+                dterm = abs(1.0 / r2p - 1.0 / r1 - (1.0 / r1 - 1.0 / r0) * (r2p - r1) / dr01)
+                w2 = (
+                    max_d0 * dterm
+                    + ms_per_layer / min_pt_seed * (r2p - r1) / r1 * 0.5
+                    + 0.1 * (r2p - r1) * sin_half * (r2p * sin_half) ** 2
+                    + 0.004
+                )
                 no = _bin_query(
                     l2, _wrap(phi2), w2, k2lo, k2hi, nb, bstart, bkey, bperm, phi, outer, 0
                 )
@@ -1479,6 +1489,11 @@ class CKFFinder(TrackFinder):
         bstart = np.searchsorted((layer * nb + pbin)[bperm], np.arange(n_layers * nb + 1)).astype(
             np.int64
         )
+        # key range of the hits of each layer (empty layers: an empty range)
+        lay_kmin = np.full(n_layers, np.inf)
+        lay_kmax = np.full(n_layers, -np.inf)
+        np.minimum.at(lay_kmin, layer, key)
+        np.maximum.at(lay_kmax, layer, key)
         used = np.zeros(len(x), np.bool_)
         label_sorted = np.zeros(len(x), np.int64)
         track = 0
@@ -1500,6 +1515,8 @@ class CKFFinder(TrackFinder):
                 barrel,
                 lay_pos,
                 lay_rmin,
+                lay_kmin,
+                lay_kmax,
                 triplets,
                 it_pt / PT_PER_MM,
                 self.max_z0,
