@@ -50,7 +50,14 @@ arXiv:1904.06778; results in arXiv:2105.01160), in a compact form:
    the layer window (MU=200: +0.06 in score, half the fake tracks). A layer crossed
    inside its active envelope without a compatible hit is a hole; following stops after
    ``max_holes`` holes or when the helix leaves the detector or turns back inward
-   (loopers are followed for their first half turn).
+   (loopers are followed for their first half turn). Following runs outward from the
+   seed, then inward from its first hit. Last, the layers that the track crosses between
+   two of its hits but that were never searched (those skipped by the seed triplet, e.g.
+   the second barrel layer crossed near its end by a track seeded on barrel 1 and two
+   disks) are searched with the helix fitted to the hits around the gap and interpolated
+   to the layer (``_fill_gaps``; for the candidates long enough to be accepted; MU=200:
+   +0.007 in score, fake rate 0.051 -> 0.046; the missing inner hits of found tracks
+   drop from 0.022 to 0.015 of the score weight).
 3. **Ambiguity resolution.** Seeds are processed best first (smallest seed chi2); a seed
    with a hit that already belongs to an accepted track is skipped, and following uses
    free hits only, so every hit belongs to at most one track. Candidates are accepted in
@@ -121,6 +128,8 @@ _MAX_SEEDS_PER_HIT = 256
 #: (>= min_pt, <= max_d0). Long tracks only in both (MU=200: (0.3, 2.0) with all passes
 #: scores 0.832, with the first pass only 0.841: its short tracks are low-pT fakes).
 _ITERATIONS = [(0.5, 0.3, 1), (0.3, 2.0, 1)]
+#: Search the layers skipped between the hits of a followed track (its seed's gaps).
+_FILL_GAPS = True
 
 
 # --------------------------------------------------------------------------- geometry
@@ -1184,6 +1193,234 @@ def _extend(
 
 
 @njit(cache=True)
+def _fill_gaps(
+    buf,
+    n,
+    x,
+    y,
+    z,
+    r,
+    phi,
+    hlayer,
+    module,
+    lstart,
+    used,
+    lay_barrel,
+    lay_pos,
+    lay_rmin,
+    lay_rmax,
+    lay_zmin,
+    lay_zmax,
+    sig_rphi,
+    sig_long,
+    fit_hits,
+    window_sigma,
+    ms_per_layer,
+    sibling_chi2,
+    visited,
+    cand,
+    cchi,
+):
+    """Search the layers that the track crosses between two of its hits but that were
+    never searched (the layers skipped by its seed triplet); the new length.
+
+    ``buf[:n]`` is the followed track, outermost hit first. Between each two consecutive
+    hits the helix is fitted to the nearest hits (up to ``fit_hits``) and interpolated to
+    each unvisited layer crossed in between; the best free hit in the window (resolution,
+    interpolation error and multiple scattering from the nearer hit) is added with its
+    siblings at the end of ``buf``.
+    """
+    n_layers = lay_pos.shape[0]
+    n0 = n
+    half = max(fit_hits // 2, 2)
+    xs = np.empty(fit_hits + 2)
+    ys = np.empty(fit_hits + 2)
+    ws = np.empty(fit_hits + 2)
+    for i in range(n0 - 1):
+        hb = buf[i]  # outer hit
+        ha = buf[i + 1]  # inner hit
+        if hlayer[ha] == hlayer[hb]:
+            continue
+        r_lo = min(r[ha], r[hb])
+        r_hi = max(r[ha], r[hb])
+        z_lo = min(z[ha], z[hb])
+        z_hi = max(z[ha], z[hb])
+        any_layer = False
+        for lk in range(n_layers):
+            if visited[lk]:
+                continue
+            if lay_barrel[lk]:
+                if lay_pos[lk] > r_lo + 0.5 and lay_pos[lk] < r_hi - 0.5:
+                    any_layer = True
+                    break
+            elif lay_pos[lk] > z_lo + 0.5 and lay_pos[lk] < z_hi - 0.5:
+                any_layer = True
+                break
+        if not any_layer:
+            continue
+        # ---- local helix: circle and z(s) through the hits around the gap
+        j0 = max(0, i + 1 - half)
+        j1 = min(n0, i + 1 + half)
+        m = j1 - j0
+        if m < 3:
+            continue
+        for k in range(m):
+            h = buf[j0 + k]
+            xs[k] = x[h]
+            ys[k] = y[h]
+            ws[k] = 1.0 / (sig_rphi[hlayer[h]] ** 2 + 1e-4)
+        if m == 3:
+            xc, yc, rad, _ = _circle3(xs[0], ys[0], xs[1], ys[1], xs[2], ys[2])
+        else:
+            xc, yc, rad = _fit_circle(xs, ys, ws, m)
+        a_a = math.atan2(y[ha] - yc, x[ha] - xc)
+        a_b = math.atan2(y[hb] - yc, x[hb] - xc)
+        sense = 1.0 if _wrap(a_b - a_a) >= 0 else -1.0
+        s_ab = rad * abs(_wrap(a_b - a_a))
+        if s_ab < 1.0:
+            continue
+        tanl0 = (z[hb] - z[ha]) / s_ab
+        sw = swx = swy = swxx = swxy = 0.0
+        s2rphi = 0.0
+        for k in range(m):
+            h = buf[j0 + k]
+            sk = rad * sense * _wrap(math.atan2(y[h] - yc, x[h] - xc) - a_a)
+            lk = hlayer[h]
+            sz = sig_long[lk] if lay_barrel[lk] else 0.02 + sig_long[lk] * abs(tanl0)
+            w = 1.0 / (sz * sz)
+            sw += w
+            swx += w * sk
+            swy += w * z[h]
+            swxx += w * sk * sk
+            swxy += w * sk * z[h]
+            s2rphi += sig_rphi[lk] ** 2
+        den = sw * swxx - swx * swx
+        if den <= 1e-12 * sw * sw:
+            continue
+        tanl = (sw * swxy - swx * swy) / den
+        z_a = (swy - tanl * swx) / sw
+        s2rphi = s2rphi / m + 0.01**2
+        s2z = 1.0 / sw * m
+        nrm = math.sqrt(1.0 + tanl * tanl)
+        p = PT_PER_MM * rad * nrm
+        d = math.sqrt(xc * xc + yc * yc)
+        for lk in range(n_layers):
+            if visited[lk] or n >= _MAX_TRACK_HITS - 1 - _MAX_SIBLINGS:
+                continue
+            best_s = -1.0
+            best_a = 0.0
+            if lay_barrel[lk]:
+                rl = lay_pos[lk]
+                if not (rl > r_lo + 0.5 and rl < r_hi - 0.5):
+                    continue
+                if d < 1e-9 or rl > d + rad or rl < abs(rad - d):
+                    continue
+                aa = (d * d + rl * rl - rad * rad) / (2 * d)
+                hh = math.sqrt(max(0.0, rl * rl - aa * aa))
+                ex = xc / d
+                ey = yc / d
+                for sgn in (-1.0, 1.0):
+                    qx = aa * ex - sgn * hh * ey
+                    qy = aa * ey + sgn * hh * ex
+                    al = math.atan2(qy - yc, qx - xc)
+                    sq = rad * sense * _wrap(al - a_a)
+                    if sq < 0.5 or sq > s_ab - 0.5:
+                        continue
+                    zq = z_a + tanl * sq
+                    if zq < lay_zmin[lk] - 1.0 or zq > lay_zmax[lk] + 1.0:
+                        continue
+                    best_s = sq
+                    best_a = al
+            else:
+                zl = lay_pos[lk]
+                if not (zl > z_lo + 0.5 and zl < z_hi - 0.5) or abs(tanl) < 1e-9:
+                    continue
+                sq = (zl - z_a) / tanl
+                if sq < 0.5 or sq > s_ab - 0.5:
+                    continue
+                al = a_a + sense * sq / rad
+                qx = xc + rad * math.cos(al)
+                qy = yc + rad * math.sin(al)
+                rq = math.sqrt(qx * qx + qy * qy)
+                if rq < lay_rmin[lk] - 1.0 or rq > lay_rmax[lk] + 1.0:
+                    continue
+                best_s = sq
+                best_a = al
+            if best_s < 0.0:
+                continue
+            visited[lk] = True
+            px = xc + rad * math.cos(best_a)
+            py = yc + rad * math.sin(best_a)
+            pz = z_a + tanl * best_s
+            dx = -sense * (py - yc) / rad / nrm
+            dy = sense * (px - xc) / rad / nrm
+            dz = tanl / nrm
+            ms = ms_per_layer / p * min(best_s, s_ab - best_s) * nrm
+            f_rphi = s2rphi / m * 4.0
+            f_z = s2z / m * 2.0
+            w_rphi = window_sigma * math.sqrt(sig_rphi[lk] ** 2 + ms * ms + f_rphi)
+            if lay_barrel[lk]:
+                w_long = window_sigma * math.sqrt(sig_long[lk] ** 2 + (ms * nrm) ** 2 + f_z)
+            else:
+                ct = 1.0 / max(abs(tanl), 0.05)
+                w_long = window_sigma * math.sqrt(
+                    sig_long[lk] ** 2 + (ms * nrm * ct) ** 2 + f_z * ct * ct
+                )
+            best_h, _ = _search(
+                lk,
+                px,
+                py,
+                pz,
+                dx,
+                dy,
+                dz,
+                w_rphi,
+                w_long,
+                x,
+                y,
+                z,
+                r,
+                phi,
+                module,
+                lstart,
+                used,
+                lay_barrel,
+                -1,
+                cand,
+                cchi,
+            )
+            if best_h < 0:
+                continue
+            n = _add_with_siblings(
+                buf,
+                n,
+                best_h,
+                lk,
+                xc,
+                yc,
+                rad,
+                sense,
+                tanl,
+                _SIBLING_MS / p + _SIBLING_DIR_ERR,
+                window_sigma,
+                sibling_chi2,
+                x,
+                y,
+                z,
+                r,
+                phi,
+                module,
+                lstart,
+                used,
+                lay_barrel,
+                sig_rphi,
+                sig_long,
+                False,
+            )
+    return n
+
+
+@njit(cache=True)
 def _run(
     seeds,
     order,
@@ -1209,6 +1446,7 @@ def _run(
     max_holes,
     sibling_chi2,
     passes,
+    fill_gaps,
     used,
     label,
     track,
@@ -1220,6 +1458,8 @@ def _run(
     """
     buf = np.empty(_MAX_TRACK_HITS, np.int64)
     visited = np.zeros(lay_pos.shape[0], np.bool_)
+    cand = np.empty(32, np.int64)
+    cchi = np.empty(32)
     tried = np.zeros(seeds.shape[0], np.int64)  # length found for each seed (0 = not yet)
     for pi in range(passes.shape[0]):
         min_hits = passes[pi]
@@ -1258,6 +1498,35 @@ def _run(
                 buf,
                 visited,
             )
+            if fill_gaps and n >= min_hits - 2:
+                n = _fill_gaps(
+                    buf,
+                    n,
+                    x,
+                    y,
+                    z,
+                    r,
+                    phi,
+                    hlayer,
+                    module,
+                    lstart,
+                    used,
+                    lay_barrel,
+                    lay_pos,
+                    lay_rmin,
+                    lay_rmax,
+                    lay_zmin,
+                    lay_zmax,
+                    sig_rphi,
+                    sig_long,
+                    fit_hits,
+                    window_sigma,
+                    ms_per_layer,
+                    sibling_chi2,
+                    visited,
+                    cand,
+                    cchi,
+                )
             tried[k] = n
             if n < min_hits:
                 continue
@@ -1553,6 +1822,7 @@ class CKFFinder(TrackFinder):
                 self.max_holes,
                 self.sibling_chi2,
                 np.array(passes, np.int64),
+                _FILL_GAPS,
                 used,
                 label_sorted,
                 track,
