@@ -95,8 +95,8 @@ def test_one_row_per_hit(name, real_event, submissions):
 
 
 def test_ckf_score_on_the_real_event(real_event, submissions):
-    # measured 0.851 (normalised by the truth weight of the thinned event); margin 0.04
-    assert trackml_score(real_event.truth, submissions["ckf"]) >= 0.81
+    # measured 0.846 (normalised by the truth weight of the thinned event); margin 0.04
+    assert trackml_score(real_event.truth, submissions["ckf"]) >= 0.80
 
 
 def test_dbscan_score_on_the_real_event(real_event, submissions):
