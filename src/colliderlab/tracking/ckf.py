@@ -52,7 +52,11 @@ arXiv:1904.06778; results in arXiv:2105.01160), in a compact form:
    the layer window (MU=200: +0.06 in score, half the fake tracks). A layer crossed
    inside its active envelope without a compatible hit is a hole; following stops after
    ``max_holes`` holes or when the helix leaves the detector or turns back inward
-   (loopers are followed for their first half turn). Following runs outward from the
+   (loopers are followed for their first half turn: a barrel inside the current radius,
+   outside it when following inward, is not a candidate for the next layer, as its
+   crossing would come after the turning point; before this rule such crossings were
+   taken when no other layer was ahead, MU=200: +0.005 in score, fake rate 0.042 ->
+   0.037, following 10% faster). Following runs outward from the
    seed, then inward from its first hit. Last, the layers that the track crosses between
    two of its hits but that were never searched (those skipped by the seed triplet, e.g.
    the second barrel layer crossed near its end by a track seeded on barrel 1 and two
@@ -1056,13 +1060,20 @@ def _extend(
         best_s = 1e30
         best_l = -1
         best_a = 0.0
+        d = math.sqrt(xc * xc + yc * yc)
+        # radius of the reference point: an outward (inward) crossing of a barrel inside
+        # (outside) it would come after the turning point of the helix
+        r_ref = math.sqrt(
+            (xc + rad * math.cos(ref_alpha)) ** 2 + (yc + rad * math.sin(ref_alpha)) ** 2
+        )
         for lk in range(n_layers):
             if visited[lk]:
                 continue
             if lay_barrel[lk]:
                 rl = lay_pos[lk]
-                d = math.sqrt(xc * xc + yc * yc)
                 if d < 1e-9 or rl > d + rad or rl < abs(rad - d):
+                    continue
+                if (rl < r_ref - 1.0) if not inward else (rl > r_ref + 1.0):
                     continue
                 aa = (d * d + rl * rl - rad * rad) / (2 * d)
                 hh = math.sqrt(max(0.0, rl * rl - aa * aa))
