@@ -68,7 +68,10 @@ arXiv:1904.06778; results in arXiv:2105.01160), in a compact form:
    with a hit that already belongs to an accepted track is skipped, and following uses
    free hits only, so every hit belongs to at most one track. Candidates are accepted in
    passes of decreasing length requirement (``min_hits_passes``): long, clean tracks
-   first, then shorter ones from the hits that are left.
+   first, then shorter ones from the hits that are left. A seed once followed to fewer
+   hits than a pass needs is not followed again in that pass, also when a later seeding
+   iteration finds it again (with fewer free hits its track can only be shorter; MU=200:
+   following 8% faster, the same score).
 
 All combinatorial loops are numba-compiled (``cache=True``); the first call of a process
 compiles them (a few seconds, cached on disk afterwards).
@@ -1463,17 +1466,18 @@ def _run(
     used,
     label,
     track,
+    tried,
 ):
     """Greedy following of the ordered seeds in passes.
 
     Accepted tracks get labels ``track + 1, ...`` in ``label`` and their hits are flagged in
-    ``used``; returns the last label given.
+    ``used``; returns the last label given. ``tried`` holds the length found for each seed
+    (0 = not followed yet; updated).
     """
     buf = np.empty(_MAX_TRACK_HITS, np.int64)
     visited = np.zeros(lay_pos.shape[0], np.bool_)
     cand = np.empty(32, np.int64)
     cchi = np.empty(32)
-    tried = np.zeros(seeds.shape[0], np.int64)  # length found for each seed (0 = not yet)
     for pi in range(passes.shape[0]):
         min_hits = passes[pi]
         for j in range(order.shape[0]):
@@ -1790,6 +1794,9 @@ class CKFFinder(TrackFinder):
         lay_rmin = table["r_min"].to_numpy(np.float64)
         triplets = self._triplets(table)
         its = self._iterations()
+        n_hits = np.int64(len(x))
+        memo_keys = np.zeros(0, np.int64)
+        memo_len = np.zeros(0, np.int64)
         for it_pt, it_d0, passes in its:
             seeds, quality = _find_seeds(
                 x,
@@ -1817,6 +1824,13 @@ class CKFFinder(TrackFinder):
                 used,
             )
             seed_order = np.argsort(quality, kind="stable").astype(np.int64)
+            # a seed followed in an earlier iteration: its length then (it can only shrink)
+            keys = (seeds[:, 0] * n_hits + seeds[:, 1]) * n_hits + seeds[:, 2]
+            tried = np.zeros(len(seeds), np.int64)
+            if len(memo_keys):
+                at = np.minimum(np.searchsorted(memo_keys, keys), len(memo_keys) - 1)
+                hit = memo_keys[at] == keys
+                tried[hit] = memo_len[at[hit]]
             track = _run(
                 seeds,
                 seed_order,
@@ -1846,10 +1860,28 @@ class CKFFinder(TrackFinder):
                 used,
                 label_sorted,
                 track,
+                tried,
             )
+            memo_keys, memo_len = _remember(memo_keys, memo_len, keys, tried)
         label = np.empty(len(hits), np.int64)
         label[order] = label_sorted
         return self.submission(hit_id, label)
+
+
+def _remember(
+    memo_keys: np.ndarray, memo_len: np.ndarray, keys: np.ndarray, tried: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The memo of followed seeds (sorted keys, lengths) with this iteration's added."""
+    done = tried > 0
+    k = np.concatenate([memo_keys, keys[done]])
+    v = np.concatenate([memo_len, tried[done]])
+    if len(k) == 0:
+        return k, v
+    o = np.argsort(k, kind="stable")
+    k, v = k[o], v[o]
+    # a seed followed again keeps its latest (last in the stable order) length
+    last = np.r_[k[1:] != k[:-1], True]
+    return k[last], v[last]
 
 
 _TRIPLET_CACHE: dict[tuple, np.ndarray] = {}
