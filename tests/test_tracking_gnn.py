@@ -258,6 +258,74 @@ def test_training_lowers_the_loss_and_resumes_exactly(real_event, tmp_path):
         train([real_event], part, TrainConfig(epochs=5, lr=5e-3, **{**TINY, "hidden": 8}))
 
 
+def test_edge_filter_keeps_the_configured_efficiency_and_prunes_the_graph(real_event, tmp_path):
+    """Filter stage end to end: on its training event the cut keeps >= filter_efficiency of
+    the true pT > 1 GeV edges and removes edges; the GNN trains and the finder runs on the
+    pruned graph."""
+    config = TrainConfig(
+        epochs=1,
+        **{**TINY, "filter_epochs": 3, "filter_hidden": 16, "filter_layers": 2},
+        filter_efficiency=0.95,
+    )
+    result = train([real_event], tmp_path / "run", config)
+    last = result["filter"]["history"][-1]
+    assert last["train_filter_efficiency"] >= 0.95
+    assert 0.0 < last["train_filter_kept"] < 1.0
+    graph = result["graph"]
+    assert 0 < graph["gnn_edges_per_event"] < graph["edges_per_event"]
+    assert graph["gnn_true_fraction"] > graph["true_fraction"]
+    # the finder applies the same cut: the edges it passes to the GNN are the training ones
+    finder = GNNFinder(checkpoint=tmp_path / "run")
+    assert finder.filter_cut == pytest.approx(result["filter"]["cut"])
+    finder.find(real_event)
+    assert finder.last_edges["graph"] == graph["edges_per_event"]
+    assert finder.last_edges["gnn"] == graph["gnn_edges_per_event"]
+    # and its edge scores lose at most 5% of the true pT > 1 GeV edges to the filter
+    all_pass = GNNFinder(checkpoint=tmp_path / "run", threshold=0.0)
+    edges, scores = all_pass.edge_scores(real_event)
+    label, pt = label_edges(real_event, edges)
+    high = label & (np.nan_to_num(pt) > 1.0)
+    assert (scores[high] > 0).mean() >= 0.95
+
+
+def test_train_command_sets_the_network_and_filter_options(tmp_path, capsys):
+    import json
+
+    from colliderlab.cli.main import main
+
+    out = tmp_path / "run"
+    common = ["train", "tracking", "--input", str(DATA), "--events", "1", "--threads", "1"]
+    options = [
+        "--epochs", "1", "--hidden", "8", "--iterations", "1", "--lr-step", "3",
+        "--filter-epochs", "1", "--filter-efficiency", "0.9", "--filter-hidden", "8",
+        "--filter-layers", "1", "--map-level", "module", "--no-progress",
+    ]  # fmt: skip
+    assert main([*common, *options, "-o", str(out)]) == 0
+    config = json.loads((out / "result.json").read_text())["config"]
+    assert (config["epochs"], config["hidden"], config["iterations"], config["lr_step"]) == (
+        1, 8, 1, 3,
+    )  # fmt: skip
+    assert config["filter_epochs"] == 1
+    assert config["filter_efficiency"] == 0.9
+    assert (config["filter_hidden"], config["filter_layers"]) == (8, 1)
+    assert config["map_level"] == "module"
+    capsys.readouterr()
+    # bad values name the option and fail before any event is read
+    for bad, message in [
+        (["--filter-efficiency", "1.5"], "--filter-efficiency must be in (0, 1]"),
+        (["--filter-efficiency", "0"], "--filter-efficiency must be in (0, 1]"),
+        (["--filter-epochs", "-1"], "--filter-epochs must be >= 0"),
+        (["--hidden", "0"], "--hidden must be >= 1"),
+        (["--iterations", "0"], "--iterations must be >= 1"),
+        (["--epochs", "0"], "--epochs must be >= 1"),
+        (["--map-level", "modul"], "--map-level must be one of"),
+        (["--threads", "0"], "--threads must be >= 1"),
+    ]:
+        assert main([*common, *bad, "-o", str(tmp_path / "bad")]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
 def test_checkpoint_of_another_model_or_format_is_refused(tmp_path):
     other = tmp_path / "tagger.pt"
     torch.save({"kind": "colliderlab-tagger", "format": 1}, other)

@@ -45,7 +45,8 @@ def _finders(args):
                     "the gnn finder needs a trained model: pass --gnn RUN_DIR (made by "
                     "`colliderlab train tracking --model gnn`) or leave gnn out of --finders."
                 )
-            finders[name] = make_finder("gnn", checkpoint=args.gnn)
+            options = {} if args.gnn_threshold is None else {"threshold": args.gnn_threshold}
+            finders[name] = make_finder("gnn", checkpoint=args.gnn, **options)
         else:
             finders[name] = make_finder(name)
     return finders
@@ -74,13 +75,48 @@ def run_train(args) -> int:
             f"only the gnn finder is trained; got --model {args.model!r}. The classical finders "
             "(ckf, dbscan) need no training: run `colliderlab evaluate tracking`."
         )
+    config = _train_config(args, TrainConfig)
+    if args.threads < 1:
+        raise ConfigError(f"--threads must be >= 1; got {args.threads}.")
     _threads(args.threads)
     events, directory = _events(args, args.pileup, args.events, args.seed)
     out = Path(args.output or f"runs/tracking/gnn-mu{args.pileup:g}")
-    config = TrainConfig(epochs=args.epochs, seed=args.train_seed)
     result = train(events, out, config, progress=args.progress)
     print(json.dumps({"data": str(directory), "output": str(out), **_jsonable(result)}, indent=2))
     return 0
+
+
+#: ``train tracking`` options that set a TrainConfig field of the same name (dashes for
+#: underscores); left out, the TrainConfig default holds.
+TRAIN_OPTIONS = (
+    ("epochs", int, "GNN epochs"),
+    ("hidden", int, "width of the interaction network"),
+    ("iterations", int, "message-passing iterations"),
+    ("lr", float, "Adam learning rate"),
+    ("lr_step", int, "halve the learning rate every this many epochs"),
+    ("filter_epochs", int, "epochs of the edge-filter MLP before the GNN (0: no filter)"),
+    ("filter_efficiency", float, "the filter keeps this fraction of true pT > 1 GeV edges"),
+    ("filter_hidden", int, "width of the edge-filter MLP"),
+    ("filter_layers", int, "hidden layers of the edge-filter MLP"),
+    ("map_level", str, "graph construction map: layer or module"),
+)
+
+
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def _train_config(args, config_cls):
+    """The TrainConfig of the ``train tracking`` options; a bad value names its option."""
+    fields = {k: getattr(args, k) for k, _, _ in TRAIN_OPTIONS if getattr(args, k) is not None}
+    fields["seed"] = args.train_seed
+    try:
+        return config_cls(**fields).validate()
+    except ConfigError as err:
+        text = str(err)
+        for key, _, _ in TRAIN_OPTIONS:
+            text = text.replace(f"TrainConfig.{key} ", f"{_flag(key)} ")
+        raise ConfigError(text) from None
 
 
 def _jsonable(result):
@@ -152,7 +188,8 @@ def add_parsers(dsub, tsub, esub) -> None:
     p = tsub.add_parser("tracking", help="train the GNN track finder (resumable)")
     data_options(p, 20, 50.0)
     p.add_argument("--model", default="gnn", help="gnn")
-    p.add_argument("--epochs", type=int, default=20)
+    for key, kind, text in TRAIN_OPTIONS:
+        p.add_argument(_flag(key), type=kind, default=None, help=f"{text} (TrainConfig default)")
     p.add_argument("--train-seed", type=int, default=1)
     p.add_argument("--threads", type=int, default=2, help="torch threads (2)")
     p.add_argument("-o", "--output", default=None)
@@ -172,6 +209,13 @@ def finder_options(p) -> None:
         "--finders", nargs="+", default=["ckf", "dbscan"], help="finders (ckf dbscan; add gnn)"
     )
     p.add_argument("--gnn", default=None, metavar="RUN_DIR", help="trained GNN (train tracking)")
+    p.add_argument(
+        "--gnn-threshold",
+        type=float,
+        default=None,
+        metavar="T",
+        help="GNN edge-score cut for track building, in [0, 1) (0.5)",
+    )
 
 
 def add_bench_parser(bsub) -> None:
