@@ -19,8 +19,9 @@ arXiv:1904.06778; results in arXiv:2105.01160), in a compact form:
    phi bins), and on a disk the radius range of a doublet's extrapolation is bounded on
    the inside even where the cot theta range reaches 0 (MU=200: seeding 1.8 -> 0.7
    s/event, the same seeds). The search works on a copy of the hits stored in the order
-   of the grid, so the queries read contiguous memory (MU=200: seeding 0.63 -> 0.60
-   s/event, the same seeds).
+   of the grid, so the queries read contiguous memory, and a query does one binary
+   search per phi bin (the start of the key range) and scans to its end (MU=200: seeding
+   0.63 -> 0.59 s/event, the same seeds).
    Doublet cuts: the phi opening, |z0| <= ``max_z0`` and |cot theta| <= ``max_cot``.
    Triplet cuts: the circle through the three points has pT >= ``min_pt`` and transverse
    impact parameter |d0| <= ``max_d0``; the two segments agree in cot theta within
@@ -52,7 +53,9 @@ arXiv:1904.06778; results in arXiv:2105.01160), in a compact form:
    radius (barrel) or z (disk): over the 3-25 mm between overlapping modules the
    prediction error is the resolution of the two hits plus the direction error (multiple
    scattering and fit) times the distance, so the sibling window is ~10x narrower than
-   the layer window (MU=200: +0.06 in score, half the fake tracks). A layer crossed
+   the layer window (MU=200: +0.06 in score, half the fake tracks). A candidate whose z
+   (barrel) or r (disk) is further from the hit's than any accepted sibling can be is
+   dropped before the prediction (following ~2% faster, the same tracks). A layer crossed
    inside its active envelope without a compatible hit is a hole; following stops after
    ``max_holes`` holes or when the helix leaves the detector or turns back inward
    (loopers are followed for their first half turn: a barrel inside the current radius,
@@ -319,10 +322,13 @@ def _bin_query(lk, c, w, lo, hi, nb, bstart, bkey, phi, out, nout):
         e = bstart[base + b + 1]
         if e <= s:
             continue
-        seg = bkey[s:e]
-        a = s + np.searchsorted(seg, lo)
-        z = s + np.searchsorted(seg, hi, side="right")
-        for j in range(a, z):
+        if bkey[e - 1] < lo or bkey[s] > hi:
+            continue
+        # one binary search for the start, then a scan up to the end of the key range
+        a = s + np.searchsorted(bkey[s:e], lo)
+        for j in range(a, e):
+            if bkey[j] > hi:
+                break
             if abs(_wrap(phi[j] - c)) > w:
                 continue
             if nout == out.shape[0]:
@@ -742,11 +748,26 @@ def _sibling(
     best = -1
     best_c = sibling_chi2
     hmod = module[h]
+    # bound on |z - pz| (barrel) or |r - pr| (disk) of an accepted candidate (|t| <= t_max,
+    # chi2 < sibling_chi2): a cheap cut before the prediction
+    m2max = (theta_err * t_max) ** 2
+    ws2 = window_sigma * window_sigma * sibling_chi2
+    if barrel:
+        kbound = t_max * abs(dz) + math.sqrt(ws2 * (s2l + m2max * nrm * nrm)) + 0.01
+    else:
+        ctm = 1.0 / max(abs(tanl), 0.05)
+        kbound = (
+            t_max * math.sqrt(dx * dx + dy * dy)
+            + math.sqrt(ws2 * (s2r + m2max + s2l + m2max * nrm * nrm * ctm * ctm))
+            + 0.01
+        )
     for part in range(2):
         lo = a1 if part == 0 else a2
         hi = b1 if part == 0 else b2
         for k in range(lo, hi):
             if used[k] or module[k] == hmod or module[k] == skip_a or module[k] == skip_b:
+                continue
+            if abs((z[k] - pz) if barrel else (r[k] - pr)) > kbound:
                 continue
             if barrel:
                 vr = dx * cphi + dy * sphi
