@@ -32,3 +32,21 @@ def test_dataset_train_evaluate(tmp_path, capsys):
     assert (tmp_path / "e" / "results.md").is_file()
     # a model name that does not exist
     assert main(["train", "calosim", *common, "--model", "gann", "-o", str(tmp_path / "x")]) == 2
+
+
+def test_train_model_kwargs_from_the_command_line():
+    import argparse
+
+    from colliderlab.cli.calosim import _model_kwargs
+    from colliderlab.core.errors import ConfigError
+
+    args = argparse.Namespace(
+        geometry="atlas5", per_layer=True, model_arg=["sample_noise=1", "hidden=[64, 32]"]
+    )
+    kwargs = _model_kwargs(args)
+    assert kwargs == {"layer_sizes": (8, 160, 190, 5, 5), "sample_noise": 1, "hidden": [64, 32]}
+    args.per_layer, args.model_arg = False, ["name=abc"]
+    assert _model_kwargs(args) == {"name": "abc"}
+    args.model_arg = ["oops"]
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        _model_kwargs(args)

@@ -455,3 +455,27 @@ def test_time_per_shower_and_evaluate_models(geometry, data, tmp_path):
     saved = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
     assert len(saved["rows"]) == 2
     assert "| vae |" in (tmp_path / "eval" / "evaluation.md").read_text()
+
+
+def test_vae_sample_noise_widens_the_samples(geometry, data):
+    torch.manual_seed(0)
+    kwargs = {**TINY["vae"], "layer_sizes": layer_sizes(geometry)}
+    mean = build_model(TrainConfig("vae", model_kwargs=kwargs), geometry.n_voxels).prepare(*data)
+    noisy = build_model(
+        TrainConfig("vae", model_kwargs={**kwargs, "sample_noise": 1.0}), geometry.n_voxels
+    )
+    noisy.load_state_dict(mean.state_dict())  # the same weights: only the sampling differs
+    c = mean.condition(torch.full((2000,), 1e4))
+    with torch.no_grad():
+        torch.manual_seed(1)
+        y_mean = mean.generate(c)
+        torch.manual_seed(1)
+        y_noisy = noisy.generate(c)
+    sigma = float((mean.min_sigma + torch.nn.functional.softplus(mean.rho.detach())).mean())
+    spread = (y_noisy - y_mean).std(0).mean()  # the added noise: sigma per feature
+    assert abs(float(spread) - sigma) < 0.1 * sigma
+    showers = noisy.sample(torch.tensor([1e3, 1e6]), seed=0)
+    assert bool((showers >= 0).all())
+    assert bool(torch.isfinite(showers).all())
+    with pytest.raises(ConfigError, match="sample_noise"):
+        build_model(TrainConfig("vae", model_kwargs={"sample_noise": -1}), geometry.n_voxels)

@@ -358,8 +358,11 @@ class CaloVAE(CaloModel):
     decoder MLP ``[z, c] -> reversed(hidden) -> D`` gives the mean of a Gaussian of learned
     width per feature (``sigma = min_sigma + softplus(rho)``, so no feature can collapse the
     likelihood). Loss: negative ELBO per feature, ``(NLL + beta * KL) / D``. ``sample`` decodes
-    z ~ N(0, 1) to the mean; the inverse preprocessing gives the shapes per layer
-    (normalised) and the layer energies, which CaloFlow learns with two flows.
+    z ~ N(0, 1) to the mean and adds ``sample_noise`` times the decoder's Gaussian noise
+    (``sample_noise * sigma * N(0, 1)`` per feature; 0: the mean, 1: a draw of the full
+    likelihood, which restores the fluctuations the mean lacks); the inverse preprocessing
+    gives the shapes per layer (normalised) and the layer energies, which CaloFlow learns with
+    two flows.
 
     D = n_voxels + n_layers + 1. Default (hidden (256, 128), latent 16) on 368 voxels in 5 layers:
     about 2.7e5 parameters.
@@ -375,13 +378,17 @@ class CaloVAE(CaloModel):
         hidden: Sequence[int] = (256, 128),
         beta: float = 1.0,
         min_sigma: float = 0.05,
+        sample_noise: float = 0.0,
         e_min: float = E_MIN_MEV,
         e_max: float = E_MAX_MEV,
         threshold: float | None = None,
     ) -> None:
         super().__init__(n_voxels, layer_sizes, e_min, e_max, threshold)
+        if not float(sample_noise) >= 0:
+            raise ConfigError(f"sample_noise must be >= 0; got {sample_noise}.")
         hidden = tuple(int(h) for h in hidden)
         self.latent_dim, self.beta, self.min_sigma = int(latent_dim), float(beta), min_sigma
+        self.sample_noise = float(sample_noise)
         self.encoder = _mlp([self.features + 1, *hidden, 2 * self.latent_dim])
         self.decoder = _mlp([self.latent_dim + 1, *reversed(hidden), self.features])
         self.rho = nn.Parameter(torch.zeros(self.features))
@@ -408,7 +415,11 @@ class CaloVAE(CaloModel):
 
     def generate(self, c: torch.Tensor) -> torch.Tensor:
         z = torch.randn(c.shape[0], self.latent_dim, device=c.device)
-        return self.decode(z, c)
+        y = self.decode(z, c)
+        if self.sample_noise > 0:
+            sigma = self.min_sigma + nn.functional.softplus(self.rho)
+            y = y + self.sample_noise * sigma * torch.randn_like(y)
+        return y
 
 
 # --------------------------------------------------------------------------------------------

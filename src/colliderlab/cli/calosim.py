@@ -34,6 +34,26 @@ def run_dataset(args) -> int:
     return 0
 
 
+def _model_kwargs(args) -> dict:
+    """``--per-layer`` (the geometry's layer sizes) and ``--model-arg KEY=VALUE`` (JSON values,
+    else strings)."""
+    from colliderlab.calosim.geometry import get_geometry
+    from colliderlab.core.errors import ConfigError
+
+    kwargs = {}
+    if args.per_layer:
+        kwargs["layer_sizes"] = tuple(get_geometry(args.geometry).layer_sizes)
+    for item in args.model_arg or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--model-arg must be KEY=VALUE; got {item!r}.")
+        try:
+            kwargs[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            kwargs[key.strip()] = value
+    return kwargs
+
+
 def run_train(args) -> int:
     import torch
 
@@ -41,7 +61,12 @@ def run_train(args) -> int:
 
     torch.set_num_threads(args.threads)
     config = TrainConfig(
-        model=args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed
+        model=args.model,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        model_kwargs=_model_kwargs(args),
     )
     (energies, showers), path = _read(args, args.showers, args.data_seed)
     out = Path(args.output or f"runs/calosim/{args.geometry}-{args.particle}/{args.model}")
@@ -138,6 +163,18 @@ def add_parsers(dsub, tsub, esub) -> None:
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1)")
+    p.add_argument(
+        "--per-layer",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="normalise each layer of the geometry separately (layer_sizes; default on)",
+    )
+    p.add_argument(
+        "--model-arg",
+        action="append",
+        metavar="KEY=VALUE",
+        help="hyperparameter of the model (JSON value), e.g. sample_noise=1 or hidden=[512,256]",
+    )
     p.add_argument("-o", "--output", default=None)
     p.set_defaults(func="colliderlab.cli.calosim:run_train")
 
