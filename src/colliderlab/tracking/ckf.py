@@ -29,16 +29,16 @@ arXiv:1904.06778; results in arXiv:2105.01160), in a compact form:
    Of the triplets of one middle hit (per layer triplet) only the ``max_seeds_per_hit``
    of least chi2 are kept.
    Seeding runs in *iterations* (the iterative tracking of CMS, arXiv:1405.6569,
-   ``_ITERATIONS``): first the easy prompt tracks (pT >= 0.5 GeV, |d0| <= 0.3 mm), then
-   pT >= 0.25 GeV with |d0| <= 1 mm (2 mm: MU=200 score 0.9329 / 0.9330 on
-   seed1001 / seed1002, 1 mm: 0.9333 / 0.9338 and seeding 4% faster), both accepting
-   long tracks only (the first entry of ``min_hits_passes``); after each iteration the hits of the accepted tracks are removed
-   and the leftover hits are seeded again, last with the full cuts (``min_pt`` = 0.1 GeV,
-   ``max_d0``) and all the passes. The early iterations are cheap (narrow windows) and
-   each later one sees fewer hits, so the combinatorics of the wide low-pT windows fall;
-   tracks also no longer lose hits to the fakes of the low-pT seeds. In the simulated
-   MU=200 ttbar events the particles of pT < 0.3 GeV carry ~24% of the score weight;
-   seeding them (the last iteration) is worth +0.09 in score. (MU=200, second
+   ``_ITERATIONS``): first the easy prompt tracks (pT >= 0.5 GeV, |d0| <= 0.3 mm), then pT
+   >= 0.25 GeV with |d0| <= 1 mm (2 mm: MU=200 score 0.9329 / 0.9330 on seed1001 /
+   seed1002, 1 mm: 0.9333 / 0.9338 and seeding 4% faster), both accepting long tracks only
+   (the first entry of ``min_hits_passes``); after each iteration the hits of the accepted
+   tracks are removed and the leftover hits are seeded again, last with the full cuts
+   (``min_pt`` = 0.1 GeV, ``max_d0``) and all the passes. The early iterations are cheap
+   (narrow windows) and each later one sees fewer hits, so the combinatorics of the wide
+   low-pT windows fall; tracks also no longer lose hits to the fakes of the low-pT seeds.
+   In the simulated MU=200 ttbar events the particles of pT < 0.3 GeV carry ~24% of the
+   score weight; seeding them (the last iteration) is worth +0.09 in score. (MU=200, second
    iteration at pT >= 0.3 / 0.25 / 0.22 / 0.2 GeV: 0.915 / 0.918 / 0.917 / 0.916.)
    The early iterations also accept only |z0| <= ``_EARLY_MAX_Z0`` = 130 mm (the
    luminous region has sigma_z ~ 55 mm; the rare tracks further out are seeded by the
