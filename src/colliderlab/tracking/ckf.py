@@ -705,6 +705,21 @@ def _before(a, b, barrel, r, z):
 
 
 @njit(cache=True)
+def _window(lk, ms, nrm, tanl, f_rphi, f_z, window_sigma, sig_rphi, sig_long, lay_barrel):
+    """Half-widths (r-phi, longitudinal) of the hit search window on layer ``lk``:
+    ``window_sigma`` times the hit resolution, the multiple-scattering displacement ``ms``
+    (mm, transverse) and the extrapolation's fit variances ``f_rphi``, ``f_z`` in quadrature;
+    on a disk the longitudinal direction is r, stretched by 1 / |tan lambda|."""
+    w_rphi = window_sigma * math.sqrt(sig_rphi[lk] ** 2 + ms * ms + f_rphi)
+    if lay_barrel[lk]:
+        return w_rphi, window_sigma * math.sqrt(sig_long[lk] ** 2 + (ms * nrm) ** 2 + f_z)
+    ct = 1.0 / max(abs(tanl), 0.05)
+    return w_rphi, window_sigma * math.sqrt(
+        sig_long[lk] ** 2 + (ms * nrm * ct) ** 2 + f_z * ct * ct
+    )
+
+
+@njit(cache=True)
 def _sibling(
     lk,
     h,
@@ -1201,14 +1216,9 @@ def _extend(
         u = 0.5 + best_s / lever
         f_rphi = s2rphi / m * (2.25 + 12.0 * u * u + 180.0 * u**4)
         f_z = s2z / m * (1.0 + 12.0 * u * u)
-        w_rphi = window_sigma * math.sqrt(sig_rphi[lk] ** 2 + ms * ms + f_rphi)
-        if lay_barrel[lk]:
-            w_long = window_sigma * math.sqrt(sig_long[lk] ** 2 + (ms * nrm) ** 2 + f_z)
-        else:
-            ct = 1.0 / max(abs(tanl), 0.05)
-            w_long = window_sigma * math.sqrt(
-                sig_long[lk] ** 2 + (ms * nrm * ct) ** 2 + f_z * ct * ct
-            )
+        w_rphi, w_long = _window(
+            lk, ms, nrm, tanl, f_rphi, f_z, window_sigma, sig_rphi, sig_long, lay_barrel
+        )
         best_h, _ = _search(
             lk,
             px,
@@ -1437,14 +1447,9 @@ def _fill_gaps(
             ms = ms_per_layer / p * min(best_s, s_ab - best_s) * nrm
             f_rphi = s2rphi / m * 4.0
             f_z = s2z / m * 2.0
-            w_rphi = window_sigma * math.sqrt(sig_rphi[lk] ** 2 + ms * ms + f_rphi)
-            if lay_barrel[lk]:
-                w_long = window_sigma * math.sqrt(sig_long[lk] ** 2 + (ms * nrm) ** 2 + f_z)
-            else:
-                ct = 1.0 / max(abs(tanl), 0.05)
-                w_long = window_sigma * math.sqrt(
-                    sig_long[lk] ** 2 + (ms * nrm * ct) ** 2 + f_z * ct * ct
-                )
+            w_rphi, w_long = _window(
+                lk, ms, nrm, tanl, f_rphi, f_z, window_sigma, sig_rphi, sig_long, lay_barrel
+            )
             best_h, _ = _search(
                 lk,
                 px,
@@ -1838,14 +1843,9 @@ def _recover(
                 u = ext / lever
                 f_rphi = s2rphi / m * (4.0 + 12.0 * u * u + 180.0 * u**4)
                 f_z = s2z / m * (2.0 + 12.0 * u * u)
-                w_rphi = window_sigma * math.sqrt(sig_rphi[lk] ** 2 + ms * ms + f_rphi)
-                if lay_barrel[lk]:
-                    w_long = window_sigma * math.sqrt(sig_long[lk] ** 2 + (ms * nrm) ** 2 + f_z)
-                else:
-                    ct = 1.0 / max(abs(tanl), 0.05)
-                    w_long = window_sigma * math.sqrt(
-                        sig_long[lk] ** 2 + (ms * nrm * ct) ** 2 + f_z * ct * ct
-                    )
+                w_rphi, w_long = _window(
+                    lk, ms, nrm, tanl, f_rphi, f_z, window_sigma, sig_rphi, sig_long, lay_barrel
+                )
                 best_h, _ = _search(
                     lk,
                     px,
