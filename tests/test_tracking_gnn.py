@@ -205,8 +205,12 @@ def test_edge_filter_shape_and_chunked_scores():
     torch.testing.assert_close(model.scores(x, edge_index, edge_attr, chunk=7), logits.sigmoid())
     assert model.training
     assert "hidden=8" in repr(model)
-    with pytest.raises(ValueError, match="edge_attr"):
+    with pytest.raises(ValueError, match="EdgeFilter: edge_attr"):
         model(x, edge_index, edge_attr[:, :5])
+    with pytest.raises(ValueError, match=r"EdgeFilter: x must have shape \(N, 3\)"):
+        model(x[:, :2], edge_index, edge_attr)
+    with pytest.raises(ValueError, match=r"EdgeFilter: edge_index must have shape \(2, E\)"):
+        model(x, edge_index[:1], edge_attr)
 
 
 # ----------------------------------------------------------------------------- training

@@ -281,6 +281,24 @@ def _mlp(n_in: int, hidden: int, n_out: int, layers: int) -> nn.Sequential:
     return nn.Sequential(*mods)
 
 
+def _check_inputs(
+    model: nn.Module, x: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor
+) -> None:
+    """A ValueError naming ``model`` and the tensor when the graph's shapes do not fit it."""
+    name, nf, ef = type(model).__name__, model.node_features, model.edge_features
+    if x.dim() != 2 or x.shape[1] != nf:
+        raise ValueError(f"{name}: x must have shape (N, {nf}); got {tuple(x.shape)}.")
+    if edge_index.dim() != 2 or edge_index.shape[0] != 2:
+        raise ValueError(
+            f"{name}: edge_index must have shape (2, E); got {tuple(edge_index.shape)}."
+        )
+    if edge_attr.shape != (edge_index.shape[1], ef):
+        raise ValueError(
+            f"{name}: edge_attr must have shape (E, {ef}) = ({edge_index.shape[1]}, {ef}); got "
+            f"{tuple(edge_attr.shape)}."
+        )
+
+
 class InteractionNetwork(nn.Module):
     """Edge-classifying interaction network (Battaglia et al., arXiv:1612.00222; the Exa.TrkX
     GNN, arXiv:2103.06995) with residual node and edge updates and shared weights across
@@ -335,18 +353,7 @@ class InteractionNetwork(nn.Module):
     def forward(
         self, x: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor
     ) -> torch.Tensor:
-        if x.dim() != 2 or x.shape[1] != self.node_features:
-            raise ValueError(
-                f"InteractionNetwork: x must have shape (N, {self.node_features}); got "
-                f"{tuple(x.shape)}."
-            )
-        if edge_index.dim() != 2 or edge_index.shape[0] != 2:
-            raise ValueError(f"edge_index must have shape (2, E); got {tuple(edge_index.shape)}.")
-        if edge_attr.shape != (edge_index.shape[1], self.edge_features):
-            raise ValueError(
-                f"edge_attr must have shape (E, {self.edge_features}) = "
-                f"({edge_index.shape[1]}, {self.edge_features}); got {tuple(edge_attr.shape)}."
-            )
+        _check_inputs(self, x, edge_index, edge_attr)
         src, dst = edge_index[0], edge_index[1]
         h = self.node_encoder(x)
         e = self.edge_encoder(torch.cat([h[src], h[dst], edge_attr], dim=1))
@@ -414,15 +421,7 @@ class EdgeFilter(nn.Module):
     def forward(
         self, x: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor
     ) -> torch.Tensor:
-        if x.dim() != 2 or x.shape[1] != self.node_features:
-            raise ValueError(
-                f"EdgeFilter: x must have shape (N, {self.node_features}); got {tuple(x.shape)}."
-            )
-        if edge_attr.shape != (edge_index.shape[1], self.edge_features):
-            raise ValueError(
-                f"EdgeFilter: edge_attr must have shape (E, {self.edge_features}); got "
-                f"{tuple(edge_attr.shape)}."
-            )
+        _check_inputs(self, x, edge_index, edge_attr)
         feats = torch.cat([x[edge_index[0]], x[edge_index[1]], edge_attr], dim=1)
         return self.mlp(feats).squeeze(-1)
 
