@@ -126,7 +126,7 @@ def _jsonable(result):
 
 
 def run_evaluate(args) -> int:
-    from colliderlab.core.files import write_json
+    from colliderlab.core.files import write_atomic, write_json
     from colliderlab.tracking.evaluate import evaluate_finders, markdown_table, plot_efficiency
 
     _threads(args.threads)
@@ -143,14 +143,14 @@ def run_evaluate(args) -> int:
         + markdown_table(result["rows"], args.pt_min)
         + "\n"
     )
-    (out / "results.md").write_text(text)
+    write_atomic(out / "results.md", lambda p: p.write_text(text))
     write_json(out / "results.json", {"rows": result["rows"], "events": result["events"]})
     print(text)
     return 0
 
 
 def run_bench(args) -> int:
-    from colliderlab.core.files import write_json
+    from colliderlab.core.files import write_atomic, write_json
     from colliderlab.tracking.evaluate import plot_scaling, scaling, scaling_markdown
 
     _threads(1)
@@ -161,7 +161,7 @@ def run_bench(args) -> int:
     plot_scaling(result, out / "scaling.png")
     write_json(out / "scaling.json", result)
     text = scaling_markdown(result) + "\n"
-    (out / "scaling.md").write_text(text)
+    write_atomic(out / "scaling.md", lambda p: p.write_text(text))
     print(text)
     return 0
 
