@@ -136,6 +136,9 @@ def test_evaluate_command_on_trackml_files(tmp_path, capsys):
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert 0.0 < rows[0]["score"] <= 1.0
     assert (out / "efficiency.png").exists()
+    # the Markdown report is the printed table, and no temporary file is left behind
+    assert "| dbscan |" in (out / "results.md").read_text()
+    assert sorted(p.name for p in out.iterdir()) == ["efficiency.png", "results.json", "results.md"]
 
 
 def test_commands_give_clear_errors(tmp_path, capsys):
