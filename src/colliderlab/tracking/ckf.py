@@ -18,10 +18,10 @@ arXiv:1904.06778; results in arXiv:2105.01160), in a compact form:
    the layer is dropped before the search (the barrel-to-disk triplets otherwise scan all
    phi bins), and on a disk the radius range of a doublet's extrapolation is bounded on
    the inside even where the cot theta range reaches 0 (MU=200: seeding 1.8 -> 0.7
-   s/event, the same seeds). The search works on a copy of the hits stored in the order
-   of the grid, so the queries read contiguous memory, and a query does one binary
-   search per phi bin (the start of the key range) and scans to its end (MU=200: seeding
-   0.63 -> 0.59 s/event, the same seeds).
+   s/event, the same seeds). The hits are stored in the order of the grid (the finder
+   works on them in that order throughout), so the queries read contiguous memory, and a
+   query does one binary search per phi bin (the start of the key range) and scans to its
+   end (MU=200: seeding 0.63 -> 0.59 s/event, the same seeds).
    Doublet cuts: the phi opening, |z0| <= ``max_z0`` and |cot theta| <= ``max_cot``.
    Triplet cuts: the circle through the three points has pT >= ``min_pt`` and transverse
    impact parameter |d0| <= ``max_d0``; the two segments agree in cot theta within
@@ -51,8 +51,11 @@ arXiv:1904.06778; results in arXiv:2105.01160), in a compact form:
    straight line z(s) in the arc length s) is extrapolated to the next layer it crosses, barrel
    cylinder or endcap disk, in order of arc length. Hits are searched in a window of
    ``window_sigma`` standard deviations of the hit resolution and of the multiple
-   scattering over the extrapolation distance; the hit of least chi2 is added, with its
-   *siblings*: further hits of the track on the overlapping modules of the same layer
+   scattering over the extrapolation distance (in the seeding's (phi, z or r) grid: the
+   phi bins of the window, and in each the key range the prediction can reach within the
+   layer's thickness; MU=200: following 0.42 -> 0.33 s/event, recovery 0.13 -> 0.11, the
+   same tracks as the scan of the layer's phi range); the hit of least chi2 is added,
+   with its *siblings*: further hits of the track on the overlapping modules of the same layer
    (up to three more; a particle crossing a pixel endcap disk leaves 2-4 hits on ~55% of
    the disks, ~20% of the weight of the simulated MU=200 events sits on such layers).
    The siblings are not taken from the layer's search window but predicted from the
@@ -268,20 +271,15 @@ def _wrap(a):
 
 
 @njit(cache=True)
-def _phi_ranges(phi, s, e, c, w):
-    """Index ranges [a1, b1) and [a2, b2) of the phi-sorted hits s..e within c +- w."""
-    if e <= s:
-        return s, s, s, s
+def _bin_span(c, w):
+    """The phi bins (``bb % _PHI_BINS`` for ``bb`` in [lo, hi]) that hold phi = c +- w."""
     if w >= np.pi:
-        return s, e, s, s
-    lo = c - w
-    hi = c + w
-    seg = phi[s:e]
-    if lo < -np.pi:
-        return s + np.searchsorted(seg, lo + 2 * np.pi), e, s, s + np.searchsorted(seg, hi)
-    if hi > np.pi:
-        return s + np.searchsorted(seg, lo), e, s, s + np.searchsorted(seg, hi - 2 * np.pi)
-    return s + np.searchsorted(seg, lo), s + np.searchsorted(seg, hi), s, s
+        return 0, _PHI_BINS - 1
+    b_lo = math.floor((c - w + np.pi) / (2 * np.pi) * _PHI_BINS)
+    b_hi = math.floor((c + w + np.pi) / (2 * np.pi) * _PHI_BINS)
+    if b_hi - b_lo >= _PHI_BINS:
+        return 0, _PHI_BINS - 1
+    return b_lo, b_hi
 
 
 @njit(cache=True)
@@ -639,7 +637,8 @@ def _search(
     r,
     phi,
     module,
-    lstart,
+    grid_start,
+    lay_other,
     used,
     lay_barrel,
     skip_module,
@@ -659,25 +658,47 @@ def _search(
     cphi = px / pr
     sphi = py / pr
     wphi = (w_rphi + 0.05 * w_long) / pr + 0.002
-    a1, b1, a2, b2 = _phi_ranges(phi, lstart[lk], lstart[lk + 1], math.atan2(py, px), wphi)
+    c = math.atan2(py, px)
+    barrel = lay_barrel[lk]
+    # the key range (z on a barrel, r on a disk) that can hold a hit within the window:
+    # the prediction moves along d to the hit's r (barrel) or z (disk), at most to the
+    # extremes of the layer's hits (``lay_other``)
+    if barrel:
+        vr = dx * cphi + dy * sphi
+        if abs(vr) < 1e-3:
+            return -1, 0
+        t_max = max(lay_other[lk, 1] - pr, pr - lay_other[lk, 0], 0.0) / abs(vr)
+        klo = pz - t_max * abs(dz) - w_long
+        khi = pz + t_max * abs(dz) + w_long
+        key = z
+    else:
+        if abs(dz) < 1e-6:
+            return -1, 0
+        t_max = max(lay_other[lk, 1] - pz, pz - lay_other[lk, 0], 0.0) / abs(dz)
+        d_rad = abs(dx * cphi + dy * sphi)
+        d_perp = abs(-dx * sphi + dy * cphi)
+        a_max = pr + t_max * d_rad + w_long
+        b_max = t_max * d_perp + w_rphi
+        klo = pr - t_max * d_rad - w_long
+        khi = math.sqrt(a_max * a_max + b_max * b_max)
+        key = r
     best_h = -1
     best_c = 1e30
     nc = 0
-    barrel = lay_barrel[lk]
-    for part in range(2):
-        lo = a1 if part == 0 else a2
-        hi = b1 if part == 0 else b2
-        for h in range(lo, hi):
-            if used[h] or module[h] == skip_module:
+    b_lo, b_hi = _bin_span(c, wphi)
+    for bb in range(b_lo, b_hi + 1):
+        s = grid_start[lk * _PHI_BINS + bb % _PHI_BINS]
+        e = grid_start[lk * _PHI_BINS + bb % _PHI_BINS + 1]
+        if e <= s or key[e - 1] < klo or key[s] > khi:
+            continue
+        for h in range(s + np.searchsorted(key[s:e], klo), e):
+            if key[h] > khi:
+                break
+            if used[h] or module[h] == skip_module or abs(_wrap(phi[h] - c)) > wphi:
                 continue
             if barrel:
-                vr = dx * cphi + dy * sphi
-                if abs(vr) < 1e-3:
-                    continue
                 t = (r[h] - pr) / vr
             else:
-                if abs(dz) < 1e-6:
-                    continue
                 t = (z[h] - pz) / dz
             ex = x[h] - (px + t * dx)
             ey = y[h] - (py + t * dy)
@@ -685,13 +706,13 @@ def _search(
             res_long = z[h] - (pz + t * dz) if barrel else ex * cphi + ey * sphi
             if abs(res_rphi) > w_rphi or abs(res_long) > w_long:
                 continue
-            c = (res_rphi / w_rphi) ** 2 + (res_long / w_long) ** 2
+            c2 = (res_rphi / w_rphi) ** 2 + (res_long / w_long) ** 2
             if nc < cand.shape[0]:
                 cand[nc] = h
-                cchi[nc] = c
+                cchi[nc] = c2
                 nc += 1
-            if c < best_c:
-                best_c = c
+            if c2 < best_c:
+                best_c = c2
                 best_h = h
     return best_h, nc
 
@@ -737,7 +758,8 @@ def _sibling(
     r,
     phi,
     module,
-    lstart,
+    grid_start,
+    lay_other,
     used,
     lay_barrel,
     sig_rphi,
@@ -769,16 +791,17 @@ def _sibling(
     s2l = 2.0 * sig_long[lk] ** 2
     t_max = _SIBLING_MAX_PATH
     wmax = window_sigma * math.sqrt(s2r + (theta_err * t_max) ** 2)
-    a1, b1, a2, b2 = _phi_ranges(phi, lstart[lk], lstart[lk + 1], phi[h], wmax / pr + 0.002)
     best = -1
     best_c = sibling_chi2
     hmod = module[h]
     # bound on |z - pz| (barrel) or |r - pr| (disk) of an accepted candidate (|t| <= t_max,
-    # chi2 < sibling_chi2): a cheap cut before the prediction
+    # chi2 < sibling_chi2): the key range searched
     m2max = (theta_err * t_max) ** 2
     ws2 = window_sigma * window_sigma * sibling_chi2
     if barrel:
         kbound = t_max * abs(dz) + math.sqrt(ws2 * (s2l + m2max * nrm * nrm)) + 0.01
+        key = z
+        kc = pz
     else:
         ctm = 1.0 / max(abs(tanl), 0.05)
         kbound = (
@@ -786,13 +809,21 @@ def _sibling(
             + math.sqrt(ws2 * (s2r + m2max + s2l + m2max * nrm * nrm * ctm * ctm))
             + 0.01
         )
-    for part in range(2):
-        lo = a1 if part == 0 else a2
-        hi = b1 if part == 0 else b2
-        for k in range(lo, hi):
+        key = r
+        kc = pr
+    wphi = wmax / pr + 0.002
+    b_lo, b_hi = _bin_span(phi[h], wphi)
+    for bb in range(b_lo, b_hi + 1):
+        s = grid_start[lk * _PHI_BINS + bb % _PHI_BINS]
+        e = grid_start[lk * _PHI_BINS + bb % _PHI_BINS + 1]
+        if e <= s or key[e - 1] < kc - kbound or key[s] > kc + kbound:
+            continue
+        for k in range(s + np.searchsorted(key[s:e], kc - kbound), e):
+            if key[k] > kc + kbound:
+                break
             if used[k] or module[k] == hmod or module[k] == skip_a or module[k] == skip_b:
                 continue
-            if abs((z[k] - pz) if barrel else (r[k] - pr)) > kbound:
+            if abs(_wrap(phi[k] - phi[h])) > wphi:
                 continue
             if barrel:
                 vr = dx * cphi + dy * sphi
@@ -843,7 +874,8 @@ def _add_with_siblings(
     r,
     phi,
     module,
-    lstart,
+    grid_start,
+    lay_other,
     used,
     lay_barrel,
     sig_rphi,
@@ -875,7 +907,8 @@ def _add_with_siblings(
             r,
             phi,
             module,
-            lstart,
+            grid_start,
+            lay_other,
             used,
             lay_barrel,
             sig_rphi,
@@ -912,7 +945,8 @@ def _follow(
     phi,
     hlayer,
     module,
-    lstart,
+    grid_start,
+    lay_other,
     used,
     lay_barrel,
     lay_pos,
@@ -969,7 +1003,8 @@ def _follow(
             r,
             phi,
             module,
-            lstart,
+            grid_start,
+            lay_other,
             used,
             lay_barrel,
             sig_rphi,
@@ -986,7 +1021,8 @@ def _follow(
         phi,
         hlayer,
         module,
-        lstart,
+        grid_start,
+        lay_other,
         used,
         lay_barrel,
         lay_pos,
@@ -1018,7 +1054,8 @@ def _follow(
         phi,
         hlayer,
         module,
-        lstart,
+        grid_start,
+        lay_other,
         used,
         lay_barrel,
         lay_pos,
@@ -1052,7 +1089,8 @@ def _extend(
     phi,
     hlayer,
     module,
-    lstart,
+    grid_start,
+    lay_other,
     used,
     lay_barrel,
     lay_pos,
@@ -1235,7 +1273,8 @@ def _extend(
             r,
             phi,
             module,
-            lstart,
+            grid_start,
+            lay_other,
             used,
             lay_barrel,
             -1,
@@ -1271,7 +1310,8 @@ def _extend(
             r,
             phi,
             module,
-            lstart,
+            grid_start,
+            lay_other,
             used,
             lay_barrel,
             sig_rphi,
@@ -1292,7 +1332,8 @@ def _fill_gaps(
     phi,
     hlayer,
     module,
-    lstart,
+    grid_start,
+    lay_other,
     used,
     lay_barrel,
     lay_pos,
@@ -1466,7 +1507,8 @@ def _fill_gaps(
                 r,
                 phi,
                 module,
-                lstart,
+                grid_start,
+                lay_other,
                 used,
                 lay_barrel,
                 -1,
@@ -1494,7 +1536,8 @@ def _fill_gaps(
                 r,
                 phi,
                 module,
-                lstart,
+                grid_start,
+                lay_other,
                 used,
                 lay_barrel,
                 sig_rphi,
@@ -1515,7 +1558,8 @@ def _run(
     phi,
     hlayer,
     module,
-    lstart,
+    grid_start,
+    lay_other,
     lay_barrel,
     lay_pos,
     lay_rmin,
@@ -1565,7 +1609,8 @@ def _run(
                 phi,
                 hlayer,
                 module,
-                lstart,
+                grid_start,
+                lay_other,
                 used,
                 lay_barrel,
                 lay_pos,
@@ -1594,7 +1639,8 @@ def _run(
                     phi,
                     hlayer,
                     module,
-                    lstart,
+                    grid_start,
+                    lay_other,
                     used,
                     lay_barrel,
                     lay_pos,
@@ -1634,7 +1680,8 @@ def _recover(
     phi,
     hlayer,
     module,
-    lstart,
+    grid_start,
+    lay_other,
     used,
     label,
     lay_barrel,
@@ -1748,7 +1795,8 @@ def _recover(
                 r,
                 phi,
                 module,
-                lstart,
+                grid_start,
+                lay_other,
                 used,
                 lay_barrel,
                 sig_rphi,
@@ -1862,7 +1910,8 @@ def _recover(
                     r,
                     phi,
                     module,
-                    lstart,
+                    grid_start,
+                    lay_other,
                     used,
                     lay_barrel,
                     -1,
@@ -1890,7 +1939,8 @@ def _recover(
                     r,
                     phi,
                     module,
-                    lstart,
+                    grid_start,
+                    lay_other,
                     used,
                     lay_barrel,
                     sig_rphi,
@@ -2121,30 +2171,36 @@ class CKFFinder(TrackFinder):
         y = hits["y"].to_numpy(np.float64)
         z = hits["z"].to_numpy(np.float64)
         phi = np.arctan2(y, x)
-        order = np.lexsort((phi, layer))
-        x, y, z, phi, layer = x[order], y[order], z[order], phi[order], layer[order]
         r = np.hypot(x, y)
-        module = hits["module_id"].to_numpy(np.int64)[order]
-        n_layers = len(table)
-        lstart = np.searchsorted(layer, np.arange(n_layers + 1)).astype(np.int64)
-        res = np.array(
-            [HIT_RESOLUTION.get(int(v), (0.05, 1.0)) for v in table["volume_id"]], np.float64
-        )
         barrel = table["barrel"].to_numpy(bool)
-        lay_rmax = table["r_max"].to_numpy(np.float64)
+        n_layers = len(table)
+        # the hits in the order of the search grid: layer, phi bin, key (z on barrels, r
+        # on disks); seeding and following query it (see :func:`_bin_query`)
         nb = _PHI_BINS
         key = np.where(barrel[layer], z, r)
         pbin = np.minimum(((phi + np.pi) / (2 * np.pi) * nb).astype(np.int64), nb - 1)
-        bperm = np.lexsort((key, pbin, layer)).astype(np.int64)
-        bkey = np.ascontiguousarray(key[bperm])
-        bstart = np.searchsorted((layer * nb + pbin)[bperm], np.arange(n_layers * nb + 1)).astype(
+        order = np.lexsort((key, pbin, layer)).astype(np.int64)
+        x, y, z, r, phi, layer, key = (a[order] for a in (x, y, z, r, phi, layer, key))
+        module = hits["module_id"].to_numpy(np.int64)[order]
+        grid_start = np.searchsorted(layer * nb + pbin[order], np.arange(n_layers * nb + 1)).astype(
             np.int64
         )
-        # key range of the hits of each layer (empty layers: an empty range)
+        res = np.array(
+            [HIT_RESOLUTION.get(int(v), (0.05, 1.0)) for v in table["volume_id"]], np.float64
+        )
+        lay_rmax = table["r_max"].to_numpy(np.float64)
+        # range of the hits of each layer in key and in the other coordinate (r on
+        # barrels, z on disks); empty layers: empty ranges
+        other = np.where(barrel[layer], r, z)
         lay_kmin = np.full(n_layers, np.inf)
         lay_kmax = np.full(n_layers, -np.inf)
+        lay_other = np.empty((n_layers, 2))
+        lay_other[:, 0] = np.inf
+        lay_other[:, 1] = -np.inf
         np.minimum.at(lay_kmin, layer, key)
         np.maximum.at(lay_kmax, layer, key)
+        np.minimum.at(lay_other[:, 0], layer, other)
+        np.maximum.at(lay_other[:, 1], layer, other)
         used = np.zeros(len(x), np.bool_)
         label_sorted = np.zeros(len(x), np.int64)
         track = 0
@@ -2155,18 +2211,16 @@ class CKFFinder(TrackFinder):
         n_hits = np.int64(len(x))
         memo_keys = np.zeros(0, np.int64)
         memo_len = np.zeros(0, np.int64)
-        # the hits in the order of the seeding grid (contiguous reads in the seed search)
-        bx, by, bz, br, bphi = x[bperm], y[bperm], z[bperm], r[bperm], phi[bperm]
         for it_pt, it_d0, it_z0, passes in its:
             seeds, quality = _find_seeds(
-                bx,
-                by,
-                bz,
-                br,
-                bphi,
+                x,
+                y,
+                z,
+                r,
+                phi,
                 nb,
-                bstart,
-                bkey,
+                grid_start,
+                key,
                 barrel,
                 lay_pos,
                 lay_rmin,
@@ -2180,9 +2234,8 @@ class CKFFinder(TrackFinder):
                 self.seed_sigma,
                 MS_PER_LAYER,
                 self.max_seeds_per_hit,
-                used[bperm],
+                used,
             )
-            seeds = bperm[seeds]
             seed_order = np.argsort(quality, kind="stable").astype(np.int64)
             # a seed followed in an earlier iteration: its length then (it can only shrink)
             keys = (seeds[:, 0] * n_hits + seeds[:, 1]) * n_hits + seeds[:, 2]
@@ -2201,7 +2254,8 @@ class CKFFinder(TrackFinder):
                 phi,
                 layer.astype(np.int64),
                 module,
-                lstart,
+                grid_start,
+                lay_other,
                 barrel,
                 lay_pos,
                 lay_rmin,
@@ -2241,7 +2295,8 @@ class CKFFinder(TrackFinder):
                 phi,
                 layer.astype(np.int64),
                 module,
-                lstart,
+                grid_start,
+                lay_other,
                 used,
                 label_sorted,
                 barrel,
