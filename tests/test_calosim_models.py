@@ -210,6 +210,44 @@ def test_preprocessing_round_trip_keeps_voxels_and_layer_energies(geometry, data
     assert torch.equal(back > 0, x > 0)  # sparsity kept
 
 
+def _inverse_before(prep: ShowerPreprocessing, y: torch.Tensor, energies: torch.Tensor):
+    """The conversion y -> showers as first written (gather per voxel, float masks): the
+    reference of the vectorised in-place ``ShowerPreprocessing.inverse``."""
+    raw = y * prep.std + prep.mean
+    v, w = raw[:, : prep.n_voxels], raw[:, prep.n_voxels :]
+    s = (torch.sigmoid(v) - prep.alpha) / (1.0 - 2.0 * prep.alpha)
+    s = torch.where(s > prep.alpha, s, 0.0)
+    norm = prep.layer_energies(s)[:, prep.layer_index]
+    s = torch.where(norm > 0, s / norm.clamp_min(1e-30), 0.0)
+    f = (torch.exp(w.clamp(max=30.0)) - prep.eps_layer).clamp_min(0.0)
+    shares, total = f[:, :-1], f[:, -1:] * energies.unsqueeze(1)
+    norm = shares.sum(1, keepdim=True)
+    layers = torch.where(norm > 0, shares / norm.clamp_min(1e-30), 0.0) * total
+    x = s * layers[:, prep.layer_index]
+    x = torch.where(x >= prep.threshold, x, 0.0)
+    return torch.nan_to_num(x, nan=0.0, posinf=0.0)
+
+
+def test_fast_inverse_gives_the_showers_of_the_first_implementation(geometry, data):
+    e, x = (torch.from_numpy(a[:300]) for a in data)
+    prep = ShowerPreprocessing(geometry.n_voxels, layer_sizes(geometry)).fit(e, x)
+    gen = torch.Generator().manual_seed(5)
+    # generated-like representations: the data's, widened, plus outliers and a NaN
+    y = prep(e, x) + 0.5 * torch.randn(300, prep.features, generator=gen)
+    y[0, :3] = -40.0  # fractions below alpha: zeroed
+    y[1, : geometry.n_voxels] = -40.0  # a whole shower without shape: all zero
+    y[2, 5] = math.nan  # a NaN logit: that voxel zero, not the shower NaN
+    y[3, -1] = 60.0  # a total far above the range: clipped, finite
+    before, after = _inverse_before(prep, y, e), prep.inverse(y, e)
+    torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-4)  # MeV; float32 sums
+    assert torch.equal(after > 0, before > 0)  # the same voxels above threshold
+    assert bool(torch.isfinite(after).all())
+    assert bool((after >= 0).all())
+    assert float(after[1].sum()) == 0.0
+    assert float(after[2, 5]) == 0.0
+    assert bool(y[2, 5].isnan())  # the input is not modified
+
+
 # ------------------------------------------------------------------------------ training
 @pytest.mark.parametrize("name", MODELS)
 def test_two_epochs_reduce_the_loss(name, geometry, data, tmp_path):

@@ -199,19 +199,40 @@ class ShowerPreprocessing(nn.Module):
 
     def inverse(self, y: torch.Tensor, energies: torch.Tensor) -> torch.Tensor:
         """y (B, D), energies (B,) MeV -> showers (B, n_voxels) MeV, >= 0."""
-        raw = y * self.std + self.mean
-        v, w = raw[:, : self.n_voxels], raw[:, self.n_voxels :]
-        s = (torch.sigmoid(v) - self.alpha) / (1.0 - 2.0 * self.alpha)
-        s = torch.where(s > self.alpha, s, 0.0)
-        norm = self.layer_energies(s)[:, self.layer_index]
-        s = torch.where(norm > 0, s / norm.clamp_min(1e-30), 0.0)
+        raw = torch.addcmul(self.mean, y, self.std)
+        return self.compose(raw[:, : self.n_voxels], self.layer_energies_from(raw, energies))
+
+    def layer_energies_from(self, raw: torch.Tensor, energies: torch.Tensor) -> torch.Tensor:
+        """Unstandardised representation raw (B, D), energies (B,) MeV -> layer energies
+        (B, n_layers) MeV, finite and >= 0: the shares renormalised times the total."""
+        w = raw[:, self.n_voxels :]
         f = (torch.exp(w.clamp(max=30.0)) - self.eps_layer).clamp_min(0.0)
         shares, total = f[:, :-1], f[:, -1:] * energies.unsqueeze(1)
         norm = shares.sum(1, keepdim=True)
         layers = torch.where(norm > 0, shares / norm.clamp_min(1e-30), 0.0) * total
-        x = s * layers[:, self.layer_index]
-        x = torch.where(x >= self.threshold, x, 0.0)
-        return torch.nan_to_num(x, nan=0.0, posinf=0.0)
+        return torch.nan_to_num(layers, nan=0.0, posinf=0.0)
+
+    def compose(self, v: torch.Tensor, layers: torch.Tensor) -> torch.Tensor:
+        """Unstandardised shape logits v (B, n_voxels) and layer energies (B, n_layers) MeV
+        -> showers (B, n_voxels) MeV, >= 0.
+
+        The in-layer fractions ``s = (sigmoid(v) - alpha) / (1 - 2 alpha)`` below ``alpha`` are
+        zeroed, the others renormalised per layer and multiplied by the layer energy; voxels
+        below the threshold are zeroed. Vectorised over the batch: one new (B, n_voxels)
+        tensor, modified in place (the constant 1 / (1 - 2 alpha) cancels in the
+        renormalisation; a NaN logit gives a zero voxel)."""
+        a = self.alpha
+        x = torch.sigmoid(v).nan_to_num_(nan=0.0).sub_(a)
+        nn.functional.threshold(x, a * (1.0 - 2.0 * a), 0.0, inplace=True)
+        parts = x.split(self.layer_sizes, dim=1)  # views, one per layer
+        sums = torch.cat([part.sum(1, keepdim=True) for part in parts], dim=1)
+        scale = torch.where(sums > 0, layers / sums.clamp_min(1e-30), 0.0)
+        scale = torch.nan_to_num(scale, nan=0.0, posinf=0.0)
+        for layer, part in enumerate(parts):  # n_layers steps, each over the whole batch
+            part.mul_(scale[:, layer : layer + 1])
+        # x >= threshold  <=>  x > the float32 just below it
+        below = torch.nextafter(self.threshold, self.threshold.new_tensor(-math.inf))
+        return nn.functional.threshold(x, float(below), 0.0, inplace=True)
 
     @torch.no_grad()
     def fit(self, energies: torch.Tensor, showers: torch.Tensor) -> ShowerPreprocessing:
