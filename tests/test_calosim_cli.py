@@ -19,17 +19,22 @@ def test_dataset_train_evaluate(tmp_path, capsys):
         assert f["showers"].shape == (300, 368)  # atlas5: 8 + 160 + 190 + 5 + 5 voxels
         assert f["incident_energies"].shape == (300, 1)
     out = tmp_path / "vae"
-    assert (
-        main(["train", "calosim", *common, "--model", "vae", "--epochs", "2", "-o", str(out)]) == 0
-    )
+    train = ["train", "calosim", *common, "--model", "vae", "--epochs", "2", "-o", str(out)]
+    assert main([*train, "--model-arg", "energy_model=iaf", "--model-arg", "hidden=[32]"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["n_params"] > 0
-    rc = main(["evaluate", "calosim", *common, "--models", str(out), "-o", str(tmp_path / "e")])
-    assert rc == 0
+    assert dict(result["config"]["model_kwargs"])["energy_model"] == "iaf"
+    evaluate = ["evaluate", "calosim", *common, "--models", str(out), "-o", str(tmp_path / "e")]
+    assert main([*evaluate, "--large-batch", "100", "--extra-batches", "150"]) == 0
     text = capsys.readouterr().out
     assert "Reference simulation" in text
-    assert "speed-up" in text
+    assert "speed-up batch 100" in text
+    assert "batch 150" in text
     assert (tmp_path / "e" / "results.md").is_file()
+    timing = json.loads((tmp_path / "e" / "reference_timing.json").read_text())
+    assert timing["s_per_shower"] > 0
+    row = json.loads((tmp_path / "e" / "evaluation.json").read_text())["rows"][0]
+    assert row["s_per_shower_batch150"] > 0
     # a model name that does not exist
     assert main(["train", "calosim", *common, "--model", "gann", "-o", str(tmp_path / "x")]) == 2
 
