@@ -271,6 +271,22 @@ def _wrap(a):
 
 
 @njit(cache=True)
+def _lower_bound(a, s, e, v):
+    """The first index i in [s, e) with a[i] >= v (e if none); ``a[s:e]`` is sorted.
+
+    A binary search on the index range: no array view is made (``np.searchsorted`` on a
+    slice costs a reference-counted view per call in the innermost loops).
+    """
+    while s < e:
+        m = (s + e) >> 1
+        if a[m] < v:
+            s = m + 1
+        else:
+            e = m
+    return s
+
+
+@njit(cache=True)
 def _bin_span(c, w):
     """The phi bins (``bb % _PHI_BINS`` for ``bb`` in [lo, hi]) that hold phi = c +- w."""
     if w >= np.pi:
@@ -302,7 +318,7 @@ def _circle3(x0, y0, x1, y1, x2, y2):
     return x0 + ux, y0 + uy, math.sqrt(ux * ux + uy * uy), 1.0 if d > 0 else -1.0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _bin_query(lk, c, w, lo, hi, nb, bstart, bkey, phi, out, nout):
     """Hits of layer ``lk`` with |phi - c| <= w and key (z on barrels, r on disks) in
     [lo, hi], appended to ``out`` from ``nout`` on; the new count.
@@ -333,7 +349,7 @@ def _bin_query(lk, c, w, lo, hi, nb, bstart, bkey, phi, out, nout):
         if bkey[e - 1] < lo or bkey[s] > hi:
             continue
         # one binary search for the start, then a scan up to the end of the key range
-        a = s + np.searchsorted(bkey[s:e], lo)
+        a = _lower_bound(bkey, s, e, lo)
         for j in range(a, e):
             if bkey[j] > hi:
                 break
@@ -388,6 +404,10 @@ def _find_seeds(
     outer = np.empty(4096, np.int64)
     loc_i = np.empty((_MAX_SEEDS_PER_HIT, 3), np.int64)
     loc_q = np.empty(_MAX_SEEDS_PER_HIT)
+    # asin(r / 2R_min) of every hit: the phi turn of a min_pt track from the beamline
+    as_r = np.empty(x.shape[0])
+    for i in range(x.shape[0]):
+        as_r[i] = math.asin(min(1.0, r[i] * sin_half))
     for t in range(triplets.shape[0]):
         l0 = triplets[t, 0]
         l1 = triplets[t, 1]
@@ -402,7 +422,7 @@ def _find_seeds(
             x1 = x[i1]
             y1 = y[i1]
             phi1 = phi[i1]
-            as1 = math.asin(min(1.0, r1 * sin_half))
+            as1 = as_r[i1]
             inv_r1 = 1.0 / r1
             r0min = max(lay_rmin[l0], 20.0)
             w0 = (
@@ -445,9 +465,7 @@ def _find_seeds(
                 if abs(z[i0] - r0 * cot01) > max_z0:
                     continue
                 dphi01 = _wrap(phi1 - phi[i0])
-                lim = (
-                    as1 - math.asin(min(1.0, r0 * sin_half)) + max_d0 * (1.0 / r0 - inv_r1) + 0.003
-                )
+                lim = as1 - as_r[i0] + max_d0 * (1.0 / r0 - inv_r1) + 0.003
                 if abs(dphi01) > lim:
                     continue
                 if lay_barrel[l2]:
@@ -691,7 +709,7 @@ def _search(
         e = grid_start[lk * _PHI_BINS + bb % _PHI_BINS + 1]
         if e <= s or key[e - 1] < klo or key[s] > khi:
             continue
-        for h in range(s + np.searchsorted(key[s:e], klo), e):
+        for h in range(_lower_bound(key, s, e, klo), e):
             if key[h] > khi:
                 break
             if used[h] or module[h] == skip_module or abs(_wrap(phi[h] - c)) > wphi:
@@ -818,7 +836,7 @@ def _sibling(
         e = grid_start[lk * _PHI_BINS + bb % _PHI_BINS + 1]
         if e <= s or key[e - 1] < kc - kbound or key[s] > kc + kbound:
             continue
-        for k in range(s + np.searchsorted(key[s:e], kc - kbound), e):
+        for k in range(_lower_bound(key, s, e, kc - kbound), e):
             if key[k] > kc + kbound:
                 break
             if used[k] or module[k] == hmod or module[k] == skip_a or module[k] == skip_b:
@@ -1193,6 +1211,9 @@ def _extend(
                 if d < 1e-9 or rl > d + rad or rl < abs(rad - d):
                     continue
                 if (rl < r_ref - 1.0) if not inward else (rl > r_ref + 1.0):
+                    continue
+                # the arc to a crossing is at least as long as the radial distance
+                if abs(rl - r_ref) >= best_s:
                     continue
                 aa = (d * d + rl * rl - rad * rad) / (2 * d)
                 hh = math.sqrt(max(0.0, rl * rl - aa * aa))
