@@ -402,16 +402,34 @@ def _find_seeds(
     min_pt_seed = PT_PER_MM * min_radius
     inner = np.empty(4096, np.int64)
     outer = np.empty(4096, np.int64)
-    loc_i = np.empty((_MAX_SEEDS_PER_HIT, 3), np.int64)
-    loc_q = np.empty(_MAX_SEEDS_PER_HIT)
+    # the layer triplets come sorted by their (inner, middle) layer pair: the doublets of
+    # a middle hit are built once for all the outer layers of its pair
+    n_t = triplets.shape[0]
+    max_group = 1
+    t0 = 0
+    while t0 < n_t:
+        t1 = t0
+        while (
+            t1 < n_t and triplets[t1, 0] == triplets[t0, 0] and triplets[t1, 1] == triplets[t0, 1]
+        ):
+            t1 += 1
+        max_group = max(max_group, t1 - t0)
+        t0 = t1
+    loc_i = np.empty((max_group * _MAX_SEEDS_PER_HIT, 3), np.int64)
+    loc_q = np.empty(max_group * _MAX_SEEDS_PER_HIT)
+    nloc = np.zeros(max_group, np.int64)
+    worst = np.zeros(max_group, np.int64)
     # asin(r / 2R_min) of every hit: the phi turn of a min_pt track from the beamline
     as_r = np.empty(x.shape[0])
     for i in range(x.shape[0]):
         as_r[i] = math.asin(min(1.0, r[i] * sin_half))
-    for t in range(triplets.shape[0]):
-        l0 = triplets[t, 0]
-        l1 = triplets[t, 1]
-        l2 = triplets[t, 2]
+    t0 = 0
+    while t0 < n_t:
+        l0 = triplets[t0, 0]
+        l1 = triplets[t0, 1]
+        t1 = t0
+        while t1 < n_t and triplets[t1, 0] == l0 and triplets[t1, 1] == l1:
+            t1 += 1
         s1 = bstart[l1 * nb]
         e1 = bstart[(l1 + 1) * nb]
         for i1 in range(s1, e1):
@@ -449,8 +467,9 @@ def _find_seeds(
             if khi < lay_kmin[l0] or klo > lay_kmax[l0]:
                 continue
             ni = _bin_query(l0, phi1, w0, klo, khi, nb, bstart, bkey, phi, inner, 0)
-            nloc = 0
-            worst = 0
+            for g in range(t1 - t0):
+                nloc[g] = 0
+                worst[g] = 0
             for ii in range(ni):
                 i0 = inner[ii]
                 if used[i0]:
@@ -468,114 +487,130 @@ def _find_seeds(
                 lim = as1 - as_r[i0] + max_d0 * (1.0 / r0 - inv_r1) + 0.003
                 if abs(dphi01) > lim:
                     continue
-                if lay_barrel[l2]:
-                    r2p = lay_pos[l2]
-                elif cot01 != 0.0:
-                    r2p = r1 + (lay_pos[l2] - z1) / cot01
-                else:
-                    continue
-                if r2p <= r1:
-                    continue
-                # longitudinal window: cot theta within the seed cut (MS at min_pt and
-                # hit resolution), with margin for chord vs arc length
-                nrm2 = 1.0 + cot01 * cot01
-                dcot = 1.3 * seed_sigma * (
-                    ms_per_layer / min_pt_seed * nrm2 + 0.03 / (r2p - r1) + 0.03 / dr01
-                ) + 0.01 * abs(cot01)
-                if lay_barrel[l2]:
-                    zc = z1 + cot01 * (r2p - r1)
-                    k2lo = zc - dcot * (r2p - r1) - 1.0
-                    k2hi = zc + dcot * (r2p - r1) + 1.0
-                else:
-                    # r = r1 + dzl / cot over the cot range; dzl and cot01 have the same
-                    # sign here (r2p > r1): the steepest cot gives the smallest radius,
-                    # and the range is open outwards when it reaches cot = 0
-                    dzl = lay_pos[l2] - z1
-                    c_steep = cot01 + dcot if cot01 > 0.0 else cot01 - dcot
-                    c_flat = cot01 - dcot if cot01 > 0.0 else cot01 + dcot
-                    k2lo = r1 + dzl / c_steep - 1.0
-                    if c_flat * cot01 <= 0.0:
-                        k2hi = 1e9
-                    else:
-                        k2hi = r1 + dzl / c_flat + 1.0
-                # the doublet's extrapolation misses the hits of the outer layer
-                if k2hi < lay_kmin[l2] or k2lo > lay_kmax[l2]:
-                    continue
-                phi2 = phi1 + dphi01 * (r2p - r1) / dr01
-                dterm = abs(1.0 / r2p - inv_r1 - (inv_r1 - 1.0 / r0) * (r2p - r1) / dr01)
-                w2 = (
-                    max_d0 * dterm
-                    + ms_per_layer / min_pt_seed * (r2p - r1) / r1 * 0.5
-                    + 0.1 * (r2p - r1) * sin_half * (r2p * sin_half) ** 2
-                    + 0.004
-                )
-                no = _bin_query(l2, _wrap(phi2), w2, k2lo, k2hi, nb, bstart, bkey, phi, outer, 0)
                 x0 = x[i0]
                 y0 = y[i0]
                 dz01 = z1 - z[i0]
                 c01 = math.sqrt((x1 - x0) ** 2 + (y1 - y0) ** 2)
-                for oo in range(no):
-                    i2 = outer[oo]
-                    if used[i2]:
+                for g in range(t1 - t0):
+                    l2 = triplets[t0 + g, 2]
+                    if lay_barrel[l2]:
+                        r2p = lay_pos[l2]
+                    elif cot01 != 0.0:
+                        r2p = r1 + (lay_pos[l2] - z1) / cot01
+                    else:
                         continue
-                    r2 = r[i2]
-                    dr12 = r2 - r1
-                    if dr12 < 1.0:
+                    if r2p <= r1:
                         continue
-                    xc, yc, rad, _ = _circle3(x0, y0, x1, y1, x[i2], y[i2])
-                    if rad < min_radius:
+                    # longitudinal window: cot theta within the seed cut (MS at min_pt and
+                    # hit resolution), with margin for chord vs arc length
+                    nrm2 = 1.0 + cot01 * cot01
+                    dcot = 1.3 * seed_sigma * (
+                        ms_per_layer / min_pt_seed * nrm2 + 0.03 / (r2p - r1) + 0.03 / dr01
+                    ) + 0.01 * abs(cot01)
+                    if lay_barrel[l2]:
+                        zc = z1 + cot01 * (r2p - r1)
+                        k2lo = zc - dcot * (r2p - r1) - 1.0
+                        k2hi = zc + dcot * (r2p - r1) + 1.0
+                    else:
+                        # r = r1 + dzl / cot over the cot range; dzl and cot01 have the
+                        # same sign here (r2p > r1): the steepest cot gives the smallest
+                        # radius, and the range is open outwards when it reaches cot = 0
+                        dzl = lay_pos[l2] - z1
+                        c_steep = cot01 + dcot if cot01 > 0.0 else cot01 - dcot
+                        c_flat = cot01 - dcot if cot01 > 0.0 else cot01 + dcot
+                        k2lo = r1 + dzl / c_steep - 1.0
+                        if c_flat * cot01 <= 0.0:
+                            k2hi = 1e9
+                        else:
+                            k2hi = r1 + dzl / c_flat + 1.0
+                    # the doublet's extrapolation misses the hits of the outer layer
+                    if k2hi < lay_kmin[l2] or k2lo > lay_kmax[l2]:
                         continue
-                    d0 = abs(math.sqrt(xc * xc + yc * yc) - rad)
-                    if d0 > max_d0:
-                        continue
-                    c12 = math.sqrt((x[i2] - x1) ** 2 + (y[i2] - y1) ** 2)
-                    s01 = 2 * rad * math.asin(min(1.0, c01 / (2 * rad)))
-                    s12 = 2 * rad * math.asin(min(1.0, c12 / (2 * rad)))
-                    t01 = dz01 / s01
-                    t12 = (z[i2] - z1) / s12
-                    tl = 0.5 * (t01 + t12)
-                    pt = PT_PER_MM * rad
-                    p = pt * math.sqrt(1.0 + tl * tl)
-                    sig = (ms_per_layer / p) * (1.0 + tl * tl) + 0.03 / s12 + 0.03 / s01
-                    chi = (t12 - t01) / sig
-                    if abs(chi) > seed_sigma:
-                        continue
-                    q = chi * chi + (d0 / max_d0) ** 2
-                    # keep the max_seeds best of this middle hit (replace the worst)
-                    if nloc < max_seeds:
-                        loc_i[nloc, 0] = i0
-                        loc_i[nloc, 1] = i1
-                        loc_i[nloc, 2] = i2
-                        loc_q[nloc] = q
-                        nloc += 1
-                        if nloc == max_seeds:
-                            worst = 0
-                            for k in range(nloc):
-                                if loc_q[k] > loc_q[worst]:
-                                    worst = k
-                    elif q < loc_q[worst]:
-                        loc_i[worst, 0] = i0
-                        loc_i[worst, 1] = i1
-                        loc_i[worst, 2] = i2
-                        loc_q[worst] = q
-                        worst = 0
-                        for k in range(nloc):
-                            if loc_q[k] > loc_q[worst]:
-                                worst = k
-            if n + nloc > cap:
-                cap = 2 * cap + nloc
+                    phi2 = phi1 + dphi01 * (r2p - r1) / dr01
+                    dterm = abs(1.0 / r2p - inv_r1 - (inv_r1 - 1.0 / r0) * (r2p - r1) / dr01)
+                    w2 = (
+                        max_d0 * dterm
+                        + ms_per_layer / min_pt_seed * (r2p - r1) / r1 * 0.5
+                        + 0.1 * (r2p - r1) * sin_half * (r2p * sin_half) ** 2
+                        + 0.004
+                    )
+                    no = _bin_query(
+                        l2, _wrap(phi2), w2, k2lo, k2hi, nb, bstart, bkey, phi, outer, 0
+                    )
+                    base = g * _MAX_SEEDS_PER_HIT
+                    for oo in range(no):
+                        i2 = outer[oo]
+                        if used[i2]:
+                            continue
+                        r2 = r[i2]
+                        dr12 = r2 - r1
+                        if dr12 < 1.0:
+                            continue
+                        xc, yc, rad, _ = _circle3(x0, y0, x1, y1, x[i2], y[i2])
+                        if rad < min_radius:
+                            continue
+                        d0 = abs(math.sqrt(xc * xc + yc * yc) - rad)
+                        if d0 > max_d0:
+                            continue
+                        c12 = math.sqrt((x[i2] - x1) ** 2 + (y[i2] - y1) ** 2)
+                        s01 = 2 * rad * math.asin(min(1.0, c01 / (2 * rad)))
+                        s12 = 2 * rad * math.asin(min(1.0, c12 / (2 * rad)))
+                        t01 = dz01 / s01
+                        t12 = (z[i2] - z1) / s12
+                        tl = 0.5 * (t01 + t12)
+                        pt = PT_PER_MM * rad
+                        p = pt * math.sqrt(1.0 + tl * tl)
+                        sig = (ms_per_layer / p) * (1.0 + tl * tl) + 0.03 / s12 + 0.03 / s01
+                        chi = (t12 - t01) / sig
+                        if abs(chi) > seed_sigma:
+                            continue
+                        q = chi * chi + (d0 / max_d0) ** 2
+                        # keep the max_seeds best of this middle hit and layer triplet
+                        # (replace the worst)
+                        nl = nloc[g]
+                        if nl < max_seeds:
+                            loc_i[base + nl, 0] = i0
+                            loc_i[base + nl, 1] = i1
+                            loc_i[base + nl, 2] = i2
+                            loc_q[base + nl] = q
+                            nloc[g] = nl + 1
+                            if nl + 1 == max_seeds:
+                                w = 0
+                                for k in range(max_seeds):
+                                    if loc_q[base + k] > loc_q[base + w]:
+                                        w = k
+                                worst[g] = w
+                        elif q < loc_q[base + worst[g]]:
+                            w = worst[g]
+                            loc_i[base + w, 0] = i0
+                            loc_i[base + w, 1] = i1
+                            loc_i[base + w, 2] = i2
+                            loc_q[base + w] = q
+                            w = 0
+                            for k in range(max_seeds):
+                                if loc_q[base + k] > loc_q[base + w]:
+                                    w = k
+                            worst[g] = w
+            total = 0
+            for g in range(t1 - t0):
+                total += nloc[g]
+            if n + total > cap:
+                cap = 2 * cap + total
                 o2 = np.empty((cap, 3), np.int64)
                 o2[:n] = out[:n]
                 out = o2
                 q2 = np.empty(cap)
                 q2[:n] = qual[:n]
                 qual = q2
-            for k in range(nloc):
-                out[n, 0] = loc_i[k, 0]
-                out[n, 1] = loc_i[k, 1]
-                out[n, 2] = loc_i[k, 2]
-                qual[n] = loc_q[k]
-                n += 1
+            for g in range(t1 - t0):
+                base = g * _MAX_SEEDS_PER_HIT
+                for k in range(nloc[g]):
+                    out[n, 0] = loc_i[base + k, 0]
+                    out[n, 1] = loc_i[base + k, 1]
+                    out[n, 2] = loc_i[base + k, 2]
+                    qual[n] = loc_q[base + k]
+                    n += 1
+        t0 = t1
     return out[:n], qual[:n]
 
 
@@ -2227,21 +2262,25 @@ class CKFFinder(TrackFinder):
         track = 0
         lay_pos = table["position"].to_numpy(np.float64)
         lay_rmin = table["r_min"].to_numpy(np.float64)
-        triplets = self._triplets(table)
+        # sorted by (inner, middle) layer: :func:`_find_seeds` groups them by that pair
+        triplets = np.unique(self._triplets(table), axis=0).reshape(-1, 3)
         its = self._iterations()
         n_hits = np.int64(len(x))
         memo_keys = np.zeros(0, np.int64)
         memo_len = np.zeros(0, np.int64)
         for it_pt, it_d0, it_z0, passes in its:
+            # seeding sees the free hits only (the grid without the hits of the tracks of
+            # the earlier iterations: they are most of the hits its windows would scan)
+            free = np.flatnonzero(~used)
             seeds, quality = _find_seeds(
-                x,
-                y,
-                z,
-                r,
-                phi,
+                x[free],
+                y[free],
+                z[free],
+                r[free],
+                phi[free],
                 nb,
-                grid_start,
-                key,
+                np.searchsorted(free, grid_start).astype(np.int64),
+                key[free],
                 barrel,
                 lay_pos,
                 lay_rmin,
@@ -2255,8 +2294,9 @@ class CKFFinder(TrackFinder):
                 self.seed_sigma,
                 MS_PER_LAYER,
                 self.max_seeds_per_hit,
-                used,
+                np.zeros(len(free), np.bool_),
             )
+            seeds = free[seeds]
             seed_order = np.argsort(quality, kind="stable").astype(np.int64)
             # a seed followed in an earlier iteration: its length then (it can only shrink)
             keys = (seeds[:, 0] * n_hits + seeds[:, 1]) * n_hits + seeds[:, 2]
