@@ -2269,18 +2269,24 @@ class CKFFinder(TrackFinder):
         memo_keys = np.zeros(0, np.int64)
         memo_len = np.zeros(0, np.int64)
         for it_pt, it_d0, it_z0, passes in its:
-            # seeding sees the free hits only (the grid without the hits of the tracks of
-            # the earlier iterations: they are most of the hits its windows would scan)
+            # the iteration works on the free hits only: the grid without the hits of the
+            # tracks of the earlier iterations (they are most of the hits its seeding
+            # windows would scan); ``free`` maps back
             free = np.flatnonzero(~used)
+            fx, fy, fz, fr, fphi, fkey, fmodule = (a[free] for a in (x, y, z, r, phi, key, module))
+            flayer = layer[free].astype(np.int64)
+            fgrid = np.searchsorted(free, grid_start).astype(np.int64)
+            fused = np.zeros(len(free), np.bool_)
+            flabel = np.zeros(len(free), np.int64)
             seeds, quality = _find_seeds(
-                x[free],
-                y[free],
-                z[free],
-                r[free],
-                phi[free],
+                fx,
+                fy,
+                fz,
+                fr,
+                fphi,
                 nb,
-                np.searchsorted(free, grid_start).astype(np.int64),
-                key[free],
+                fgrid,
+                fkey,
                 barrel,
                 lay_pos,
                 lay_rmin,
@@ -2294,12 +2300,12 @@ class CKFFinder(TrackFinder):
                 self.seed_sigma,
                 MS_PER_LAYER,
                 self.max_seeds_per_hit,
-                np.zeros(len(free), np.bool_),
+                fused,
             )
-            seeds = free[seeds]
             seed_order = np.argsort(quality, kind="stable").astype(np.int64)
             # a seed followed in an earlier iteration: its length then (it can only shrink)
-            keys = (seeds[:, 0] * n_hits + seeds[:, 1]) * n_hits + seeds[:, 2]
+            gseeds = free[seeds]
+            keys = (gseeds[:, 0] * n_hits + gseeds[:, 1]) * n_hits + gseeds[:, 2]
             tried = np.zeros(len(seeds), np.int64)
             if len(memo_keys):
                 at = np.minimum(np.searchsorted(memo_keys, keys), len(memo_keys) - 1)
@@ -2308,14 +2314,14 @@ class CKFFinder(TrackFinder):
             track = _run(
                 seeds,
                 seed_order,
-                x,
-                y,
-                z,
-                r,
-                phi,
-                layer.astype(np.int64),
-                module,
-                grid_start,
+                fx,
+                fy,
+                fz,
+                fr,
+                fphi,
+                flayer,
+                fmodule,
+                fgrid,
                 lay_other,
                 barrel,
                 lay_pos,
@@ -2332,11 +2338,13 @@ class CKFFinder(TrackFinder):
                 self.sibling_chi2,
                 np.array(passes, np.int64),
                 _FILL_GAPS,
-                used,
-                label_sorted,
+                fused,
+                flabel,
                 track,
                 tried,
             )
+            used[free[fused]] = True
+            label_sorted[free[fused]] = flabel[fused]
             memo_keys, memo_len = _remember(memo_keys, memo_len, keys, tried)
         for _ in range(_RECOVER_PASSES if track > 0 else 0):
             tl = label_sorted[label_sorted > 0]
