@@ -21,7 +21,11 @@ arXiv:1904.06778; results in arXiv:2105.01160), in a compact form:
    s/event, the same seeds). The hits are stored in the order of the grid (the finder
    works on them in that order throughout), so the queries read contiguous memory, and a
    query does one binary search per phi bin (the start of the key range) and scans to its
-   end (MU=200: seeding 0.63 -> 0.59 s/event, the same seeds).
+   end (MU=200: seeding 0.63 -> 0.59 s/event, the same seeds). The layer triplets that
+   share their (inner, middle) layers share the doublets of a middle hit, built once (the
+   barrel-barrel pairs have three outer layers each, a barrel and two disks), and the
+   phi turn asin(r / 2R) of each hit is computed once per iteration, not per doublet
+   (MU=200: seeding 0.39 -> 0.32 s/event, the same seeds).
    Doublet cuts: the phi opening, |z0| <= ``max_z0`` and |cot theta| <= ``max_cot``.
    Triplet cuts: the circle through the three points has pT >= ``min_pt`` and transverse
    impact parameter |d0| <= ``max_d0``; the two segments agree in cot theta within
@@ -33,7 +37,10 @@ arXiv:1904.06778; results in arXiv:2105.01160), in a compact form:
    >= 0.25 GeV with |d0| <= 1 mm (2 mm: MU=200 score 0.9329 / 0.9330 on seed1001 /
    seed1002, 1 mm: 0.9333 / 0.9338 and seeding 4% faster), both accepting long tracks only
    (the first entry of ``min_hits_passes``); after each iteration the hits of the accepted
-   tracks are removed and the leftover hits are seeded again, last with the full cuts
+   tracks are removed (each iteration works on a copy of the free hits in the grid
+   order: the windows no longer scan the hits of the tracks found; MU=200: seeding 0.32
+   -> 0.27 s/event, following 0.35 -> 0.31, the same tracks) and the leftover hits are
+   seeded again, last with the full cuts
    (``min_pt`` = 0.1 GeV, ``max_d0``) and all the passes. The early iterations are cheap
    (narrow windows) and each later one sees fewer hits, so the combinatorics of the wide
    low-pT windows fall; tracks also no longer lose hits to the fakes of the low-pT seeds.
@@ -2235,7 +2242,9 @@ class CKFFinder(TrackFinder):
         nb = _PHI_BINS
         key = np.where(barrel[layer], z, r)
         pbin = np.minimum(((phi + np.pi) / (2 * np.pi) * nb).astype(np.int64), nb - 1)
-        order = np.lexsort((key, pbin, layer)).astype(np.int64)
+        # one sort of (layer, phi bin) * width + key (as np.lexsort of the three, 5x faster)
+        width = float(key.max() - key.min()) + 1.0
+        order = np.argsort((layer * nb + pbin) * width + (key - key.min())).astype(np.int64)
         x, y, z, r, phi, layer, key = (a[order] for a in (x, y, z, r, phi, layer, key))
         module = hits["module_id"].to_numpy(np.int64)[order]
         grid_start = np.searchsorted(layer * nb + pbin[order], np.arange(n_layers * nb + 1)).astype(
