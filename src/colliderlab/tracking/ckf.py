@@ -166,7 +166,7 @@ _MAX_TRACK_HITS = 64
 #: layer), predicted from the accepted hit along the helix tangent with a direction error
 #: of ``_SIBLING_MS / p + _SIBLING_DIR_ERR`` rad (p in GeV), over at most
 #: ``_SIBLING_MAX_PATH`` mm (the true siblings lie 3-25 mm away).
-_MAX_SIBLINGS = 3
+_MAX_SIBLINGS = 3  # :func:`_sibling` keeps the best three
 _SIBLING_MS = 0.01
 _SIBLING_DIR_ERR = 0.005
 _SIBLING_MAX_PATH = 40.0
@@ -824,11 +824,10 @@ def _sibling(
     lay_barrel,
     sig_rphi,
     sig_long,
-    skip_a,
-    skip_b,
 ):
-    """The sibling of hit ``h`` on layer ``lk``: the free hit of another module of the
-    layer nearest to the helix through ``h`` (-1 if none within ``sibling_chi2``).
+    """The siblings of hit ``h`` on layer ``lk``: the free hits of other modules of the
+    layer nearest to the helix through ``h``, the best one per module, best first; up to
+    three (-1 for none), within ``sibling_chi2``.
 
     The prediction starts at the accepted hit itself and follows the tangent of the
     fitted circle there to each candidate's radius (barrel) or z (disk): over the few mm
@@ -851,8 +850,10 @@ def _sibling(
     s2l = 2.0 * sig_long[lk] ** 2
     t_max = _SIBLING_MAX_PATH
     wmax = window_sigma * math.sqrt(s2r + (theta_err * t_max) ** 2)
-    best = -1
-    best_c = sibling_chi2
+    # the best three modules so far: hit, chi2, module (hit -1: empty)
+    b0 = b1 = b2 = -1
+    c0 = c1 = c2 = sibling_chi2
+    m0 = m1 = m2 = -1
     hmod = module[h]
     # bound on |z - pz| (barrel) or |r - pr| (disk) of an accepted candidate (|t| <= t_max,
     # chi2 < sibling_chi2): the key range searched
@@ -881,7 +882,7 @@ def _sibling(
         for k in range(_lower_bound(key, s, e, kc - kbound), e):
             if key[k] > kc + kbound:
                 break
-            if used[k] or module[k] == hmod or module[k] == skip_a or module[k] == skip_b:
+            if used[k] or module[k] == hmod:
                 continue
             if abs(_wrap(phi[k] - phi[h])) > wphi:
                 continue
@@ -908,10 +909,40 @@ def _sibling(
                 ct = 1.0 / max(abs(tanl), 0.05)
                 v_long = window_sigma * window_sigma * (s2l + m2 * nrm * nrm * ct * ct)
             c = res_rphi * res_rphi / v_rphi + res_long * res_long / v_long
-            if c < best_c:
-                best_c = c
-                best = k
-    return best
+            if c >= c2 and c >= c1 and c >= c0:
+                continue
+            mk = module[k]
+            if b0 >= 0 and mk == m0:
+                if c < c0:
+                    b0, c0 = k, c
+                continue
+            if b1 >= 0 and mk == m1:
+                if c < c1:
+                    b1, c1 = k, c
+                    if c1 < c0:
+                        b0, c0, m0, b1, c1, m1 = b1, c1, m1, b0, c0, m0
+                continue
+            if b2 >= 0 and mk == m2:
+                if c < c2:
+                    b2, c2 = k, c
+                    if c2 < c1:
+                        b1, c1, m1, b2, c2, m2 = b2, c2, m2, b1, c1, m1
+                        if c1 < c0:
+                            b0, c0, m0, b1, c1, m1 = b1, c1, m1, b0, c0, m0
+                continue
+            # a new module: it enters the three best when better than the third
+            if c >= c2:
+                continue
+            if c < c0:
+                b2, c2, m2 = b1, c1, m1
+                b1, c1, m1 = b0, c0, m0
+                b0, c0, m0 = k, c, mk
+            elif c < c1:
+                b2, c2, m2 = b1, c1, m1
+                b1, c1, m1 = k, c, mk
+            else:
+                b2, c2, m2 = k, c, mk
+    return b0, b1, b2
 
 
 @njit(cache=True)
@@ -947,43 +978,35 @@ def _add_with_siblings(
     start = n
     buf[n] = h
     n += 1
-    skip_a = -1
-    skip_b = -1
-    for _ in range(_MAX_SIBLINGS):
-        sib = _sibling(
-            lk,
-            h,
-            xc,
-            yc,
-            rad,
-            sense,
-            tanl,
-            theta_err,
-            window_sigma,
-            sibling_chi2,
-            x,
-            y,
-            z,
-            r,
-            phi,
-            module,
-            grid_start,
-            lay_other,
-            used,
-            lay_barrel,
-            sig_rphi,
-            sig_long,
-            skip_a,
-            skip_b,
-        )
+    sibs = _sibling(
+        lk,
+        h,
+        xc,
+        yc,
+        rad,
+        sense,
+        tanl,
+        theta_err,
+        window_sigma,
+        sibling_chi2,
+        x,
+        y,
+        z,
+        r,
+        phi,
+        module,
+        grid_start,
+        lay_other,
+        used,
+        lay_barrel,
+        sig_rphi,
+        sig_long,
+    )
+    for sib in sibs:
         if sib < 0:
             break
         buf[n] = sib
         n += 1
-        if skip_a < 0:
-            skip_a = module[sib]
-        else:
-            skip_b = module[sib]
     # insertion sort of the layer's hits along the track (outward: r or |z| increasing)
     for i in range(start + 1, n):
         v = buf[i]
@@ -1864,9 +1887,7 @@ def _recover(
                 lay_barrel,
                 sig_rphi,
                 sig_long,
-                -1,
-                -1,
-            )
+            )[0]
             if sib < 0:
                 continue
             clash = False
