@@ -46,9 +46,17 @@ TINY = {
     "flow_matching": {"hidden": (32, 32), "steps": 4},
     "vae+flow": {"hidden": (32,), "latent_dim": 4, "energy_model": "flow", "energy_hidden": (16,)},
     "vae+iaf": {"hidden": (32,), "latent_dim": 4, "energy_model": "iaf", "energy_hidden": (16,)},
+    "vae+mask": {"hidden": (32,), "latent_dim": 4, "zero_mask": True},
+    "vae+flow+mask": {
+        "hidden": (32,),
+        "latent_dim": 4,
+        "energy_model": "flow",
+        "energy_hidden": (16,),
+        "zero_mask": True,
+    },
 }
-#: The contract tests run over every model and the VAE with each layer-energy flow.
-VARIANTS = (*MODELS, "vae+flow", "vae+iaf")
+#: The contract tests run over every model and the VAE's options.
+VARIANTS = (*MODELS, "vae+flow", "vae+iaf", "vae+mask", "vae+flow+mask")
 
 
 class ToyGeometry:
@@ -287,6 +295,28 @@ def test_energy_flow_reproduces_the_response_of_toy_showers(geometry, data):
     assert bool((sampled <= e[:, None]).all())  # a layer sees at most the incident energy
 
 
+def test_energy_features_map_back_to_the_layer_energies(geometry, data):
+    """Response and stick-breaking ratios -> layer energies: the filled layers come back to
+    1e-4 (float32), the empty ones below the readout threshold."""
+    from colliderlab.calosim.models import LayerEnergyFlow
+
+    e, x = (torch.from_numpy(a) for a in data)
+    x = x.clone()
+    x[:100, :3] = 0.0  # the first layer of 100 showers empty
+    x[100:150, -2:] = 0.0  # and the last layer of 50
+    prep = ShowerPreprocessing(geometry.n_voxels, layer_sizes(geometry)).fit(e, x)
+    layers = prep.layer_energies(x)
+    flow = LayerEnergyFlow(3, "iaf", transforms=1, hidden=(8,)).fit(layers, e, prep.threshold)
+    u = flow.features(layers, e, prep.threshold)
+    assert u.shape == (len(e), 3)
+    assert abs(float(u.mean())) < 0.05  # standardised
+    back = flow.layers(u, e)
+    filled = layers > 0
+    torch.testing.assert_close(back[filled], layers[filled], rtol=1e-4, atol=1e-3)  # MeV
+    assert int((~filled).sum()) == 150
+    assert bool((back[~filled] < prep.threshold).all())
+
+
 def test_energy_model_sets_the_layer_energies_of_the_samples(geometry, data):
     """With the energy model each layer of a sample carries the energy drawn by the flow
     (threshold 0: nothing is cut away)."""
@@ -317,6 +347,35 @@ def test_energy_model_options_are_checked_and_the_plain_vae_keeps_its_weights(ge
     # checkpoints written before the energy model load into the plain VAE unchanged
     assert not any(k.startswith("energy") for k in plain.state_dict())
     assert plain.decoder[-1].out_features == plain.features
+
+
+@pytest.mark.parametrize("energy_model", [None, "iaf"])
+def test_zero_mask_draws_which_voxels_are_empty(energy_model, geometry, data):
+    """Mask logits of logit(0.3) for every voxel: 30 % of the voxels that the shape alone
+    would fill stay filled (2000 showers; tolerance 0.02, about 8 standard deviations)."""
+    kwargs = {"hidden": (32,), "latent_dim": 4, "layer_sizes": layer_sizes(geometry)}
+    kwargs["energy_model"] = energy_model
+    torch.manual_seed(0)
+    plain = build_model(TrainConfig("vae", model_kwargs=kwargs), geometry.n_voxels)
+    plain.prepare(*data).eval()
+    masked = build_model(
+        TrainConfig("vae", model_kwargs={**kwargs, "zero_mask": True}), geometry.n_voxels
+    ).eval()
+    state = plain.state_dict()
+    last = "decoder.2"
+    n_out = state[f"{last}.weight"].shape[0]
+    n = geometry.n_voxels
+    state[f"{last}.weight"] = torch.cat([state[f"{last}.weight"], torch.zeros(n, 32)])
+    state[f"{last}.bias"] = torch.cat([state[f"{last}.bias"], torch.full((n,), math.log(3 / 7))])
+    masked.load_state_dict(state)
+    assert masked.decoder[-1].out_features == n_out + n
+    energies = torch.full((2000,), 1e5)
+    filled = plain.sample(energies, seed=1) > 0
+    kept = masked.sample(energies, seed=1) > 0
+    fraction = float(kept.sum()) / float(filled.sum())
+    assert abs(fraction - 0.3) < 0.02
+    with pytest.raises(ConfigError, match="zero_mask"):
+        build_model(TrainConfig("vae", model_kwargs={"zero_mask": "yes"}), geometry.n_voxels)
 
 
 # ------------------------------------------------------------------------------ training

@@ -7,8 +7,9 @@ hadron-shower model), voxelised in the CaloChallenge 2022 layout
 (:mod:`~colliderlab.calosim.io`). Its output, ``(n, n_voxels)`` float32 arrays in MeV with
 the incident energies in MeV, is what the generative fast-simulation models learn.
 
-The fast simulation: :mod:`~colliderlab.calosim.models` (conditional VAE, WGAN-GP, masked
-autoregressive flow with zuko, flow matching; registry kind "calo model"),
+The fast simulation: :mod:`~colliderlab.calosim.models` (conditional VAE with an optional
+layer-energy flow, WGAN-GP, masked autoregressive flow with zuko, flow matching; registry kind
+"calo model"),
 :mod:`~colliderlab.calosim.train` (checkpointed, resumable training),
 :mod:`~colliderlab.calosim.features` (CaloChallenge high-level features, separation power)
 and :mod:`~colliderlab.calosim.evaluate` (classifier AUC, time per shower, tables). They

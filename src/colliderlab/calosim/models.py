@@ -19,7 +19,8 @@ The common interface (:class:`CaloModel`):
 name               class              paper
 =================  =================  ==========================================================
 ``vae``            CaloVAE            Kingma, Welling, arXiv:1312.6114 (per-layer normalisation
-                                      after CaloFlow, Krause, Shih, arXiv:2106.05285)
+                                      after CaloFlow, Krause, Shih, arXiv:2106.05285; optional
+                                      layer-energy flow, CaloFlow's flow I, and zero mask)
 ``wgan``           CaloWGAN           Paganini, de Oliveira, Nachman, CaloGAN, arXiv:1705.02355;
                                       WGAN-GP, Gulrajani et al., arXiv:1704.00028
 ``flow``           CaloFlow           masked autoregressive flow (Papamakarios et al.,
@@ -51,6 +52,10 @@ is one layer.
 
 The incident energy enters every network as ``c = 2 (log E - log e_min) / (log e_max -
 log e_min) - 1``, in [-1, 1] over [e_min, e_max] (1 GeV - 1 TeV by default).
+
+:class:`LayerEnergyFlow` (``CaloVAE(energy_model="flow" | "iaf")``) models the layer energies
+given the incident energy on their own; the VAE then generates only the normalised shapes,
+given E_inc and those energies, and ``ShowerPreprocessing.compose`` scales them.
 
 The default sizes (a few 1e5 parameters, 1e6 for the flow) train on a CPU in minutes on 1e4
 showers of the 368-voxel CaloChallenge dataset-1 photon geometry (``atlas5``). For the
@@ -353,11 +358,13 @@ class CaloModel(nn.Module):
         """c (B, 1) -> y (B, D), the preprocessed representation (D = ``features``)."""
         raise NotImplementedError
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def sample(self, energies: Any, *, seed: int | None = None) -> torch.Tensor:
         """energies (B,) MeV -> showers (B, n_voxels) MeV, non-negative and finite.
 
-        ``seed`` makes the draw reproducible without touching the global random stream."""
+        ``seed`` makes the draw reproducible without touching the global random stream. Runs
+        under ``torch.inference_mode`` (no autograd bookkeeping): the showers are read-only
+        outside of it (copy them with ``clone()`` to modify them in place)."""
         (e,) = self._check(energies)
         with _seeded(seed):
             y = self.generate(self.condition(e))
@@ -384,19 +391,22 @@ class LayerEnergyFlow(nn.Module):
 
     CaloFlow's flow I (Krause, Shih, arXiv:2106.05285): the energies are learned by a small
     flow of their own, so the narrow response of the calorimeter is not left to the shape
-    model. Features ``u_l = log(L_l / E_inc)`` (B, n_layers), standardised with the mean and
-    std of the training data; an empty layer (no voxel at or above the readout threshold)
-    gets an energy drawn log-uniformly in the decade below the threshold (the middle of the
-    decade in ``fit``), so it is not a point mass, and the energy sampled there reads out as
-    empty again. Context: c (B, 1).
+    model. Features (B, n_layers), CaloFlow's parametrisation: the response
+    ``log(E_tot / E_inc)`` (a feature of its own, so its narrow width is learned directly)
+    and the stick-breaking ratios ``logit(r_l)``, ``r_l = L_l / (L_l + L_l+1 + ...)`` for every
+    layer but the last (unconstrained, unlike the shares, which sum to one); standardised with
+    the mean and std of the training data. An empty layer (no voxel at or above the readout
+    threshold) gets an energy drawn log-uniformly in the decade below the threshold (the middle
+    of the decade in ``fit``), so it is not a point mass, and the energy sampled there reads
+    out as empty again. Context: c (B, 1).
 
     * ``kind="flow"``: neural spline flow (rational-quadratic MAF, arXiv:1906.04032) with
       ``bins`` bins: exact density, sampling needs n_layers passes per transform (slow);
     * ``kind="iaf"``: affine inverse autoregressive flow (arXiv:1606.04934): one network pass
       per transform to sample, n_layers passes per transform for the density (training).
 
-    ``layers(u, energies)`` maps features back to layer energies ``E_inc exp(u_l)`` in MeV,
-    each clipped at the incident energy.
+    ``layers(u, energies)`` maps features back to layer energies in MeV: the response is
+    clipped at 1, the layers sum to the total.
     """
 
     def __init__(
@@ -449,7 +459,8 @@ class LayerEnergyFlow(nn.Module):
         threshold: torch.Tensor,
         dequantise: bool = False,
     ) -> torch.Tensor:
-        """layers (B, n_layers) MeV, energies (B,) MeV -> log(L / E_inc) (B, n_layers).
+        """layers (B, n_layers) MeV, energies (B,) MeV -> unstandardised features
+        ``[log(E_tot / E_inc), logit(r_0), ..., logit(r_L-2)]`` (B, n_layers).
 
         Empty layers: threshold * 10^-U, U ~ U(0, 1) with ``dequantise`` (else 0.5); with a
         zero threshold 1e-7 E_inc stands in for it."""
@@ -457,7 +468,10 @@ class LayerEnergyFlow(nn.Module):
         floor = torch.where(threshold > 0, threshold, 1e-7 * e)
         noise = torch.rand_like(layers) if dequantise else torch.full_like(layers, 0.5)
         filled = torch.where(layers > 0, layers, floor * torch.exp(-math.log(10.0) * noise))
-        return torch.log(filled / e)
+        remaining = filled.flip(1).cumsum(1).flip(1)  # L_l + L_l+1 + ...
+        r = (filled[:, :-1] / remaining[:, :-1]).clamp(1e-6, 1.0 - 1e-6)
+        response = torch.log(remaining[:, :1] / e)
+        return torch.cat([response, torch.log(r) - torch.log1p(-r)], dim=1)
 
     @torch.no_grad()
     def fit(
@@ -490,9 +504,13 @@ class LayerEnergyFlow(nn.Module):
 
     def layers(self, u: torch.Tensor, energies: torch.Tensor) -> torch.Tensor:
         """Standardised features u (B, n_layers), energies (B,) MeV -> layer energies (B,
-        n_layers) MeV, each in [0, E_inc]."""
-        raw = torch.addcmul(self.mean, u, self.std).clamp_(max=0.0)
-        return torch.exp(raw).mul_(energies.unsqueeze(1))
+        n_layers) MeV, >= 0, summing to at most E_inc."""
+        raw = torch.addcmul(self.mean, u, self.std)
+        total = torch.exp(raw[:, :1].clamp(max=0.0)) * energies.unsqueeze(1)
+        r = torch.sigmoid(raw[:, 1:])
+        left = torch.cumprod(1.0 - r, dim=1)  # share left after layers 0..l
+        before = torch.cat([torch.ones_like(left[:, :1]), left[:, :-1]], dim=1)
+        return torch.cat([r * before, left[:, -1:]], dim=1) * total
 
     def extra_repr(self) -> str:
         return f"n_layers={self.n_layers}, kind={self.kind!r}"
@@ -515,6 +533,11 @@ class CaloVAE(CaloModel):
     (``sample_noise * sigma * N(0, 1)`` per feature; 0: the mean, 1: a draw of the full
     likelihood, which restores the fluctuations the mean lacks); the inverse preprocessing
     gives the shapes per layer (normalised) and the layer energies.
+
+    ``zero_mask``: the decoder also gives the probability of each voxel to be filled
+    (Bernoulli, binary cross-entropy; the Gaussian likelihood then covers only the filled
+    voxels), and ``sample`` draws which voxels are empty: a Gaussian alone puts the mean of a
+    voxel that is sometimes empty between the two, so too many voxels get a little energy.
 
     ``energy_model`` (``"flow"`` or ``"iaf"``): CaloFlow's split in two models
     (arXiv:2106.05285). A :class:`LayerEnergyFlow` (``energy_transforms``, ``energy_hidden``,
@@ -544,6 +567,7 @@ class CaloVAE(CaloModel):
         energy_transforms: int = 3,
         energy_hidden: Sequence[int] = (64, 64),
         energy_bins: int = 8,
+        zero_mask: bool = False,
         e_min: float = E_MIN_MEV,
         e_max: float = E_MAX_MEV,
         threshold: float | None = None,
@@ -551,6 +575,9 @@ class CaloVAE(CaloModel):
         super().__init__(n_voxels, layer_sizes, e_min, e_max, threshold)
         if not float(sample_noise) >= 0:
             raise ConfigError(f"sample_noise must be >= 0; got {sample_noise}.")
+        if not isinstance(zero_mask, bool):
+            raise ConfigError(f"zero_mask must be true or false; got {zero_mask!r}.")
+        self.zero_mask = zero_mask
         hidden = tuple(int(h) for h in hidden)
         self.latent_dim, self.beta, self.min_sigma = int(latent_dim), float(beta), min_sigma
         self.sample_noise = float(sample_noise)
@@ -562,7 +589,8 @@ class CaloVAE(CaloModel):
             )
             n_out, n_context = self.n_voxels, 1 + len(self.layer_sizes)
         self.encoder = _mlp([n_out + n_context, *hidden, 2 * self.latent_dim])
-        self.decoder = _mlp([self.latent_dim + n_context, *reversed(hidden), n_out])
+        n_mask = self.n_voxels if zero_mask else 0
+        self.decoder = _mlp([self.latent_dim + n_context, *reversed(hidden), n_out + n_mask])
         self.rho = nn.Parameter(torch.zeros(n_out))
 
     @torch.no_grad()
@@ -581,40 +609,55 @@ class CaloVAE(CaloModel):
         return mu, log_var.clamp(-12.0, 8.0)
 
     def decode(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """z (B, latent_dim), c as in :meth:`encode` -> mean of y (B, D)."""
+        """z (B, latent_dim), c as in :meth:`encode` -> mean of y (B, D); with ``zero_mask``
+        followed by the logits (B, n_voxels) of each voxel being filled."""
         return self.decoder(torch.cat([z, c], 1))
 
-    def _elbo(self, y: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    def _elbo(self, y: torch.Tensor, c: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
+        """Negative ELBO per feature of y (B, D) given c; ``filled`` (B, n_voxels): the
+        voxels with energy (with ``zero_mask`` only those enter the Gaussian likelihood)."""
         mu, log_var = self.encode(y, c)
         z = mu + torch.exp(0.5 * log_var) * torch.randn_like(mu)
         sigma = self.min_sigma + nn.functional.softplus(self.rho)
-        nll = 0.5 * ((y - self.decode(z, c)) / sigma) ** 2 + torch.log(sigma)
+        out = self.decode(z, c)
+        d = y.shape[1]
+        nll = 0.5 * ((y - out[:, :d]) / sigma) ** 2 + torch.log(sigma)
+        if self.zero_mask:
+            n, f = self.n_voxels, filled.to(y.dtype)
+            bce = nn.functional.binary_cross_entropy_with_logits(out[:, d:], f, reduction="none")
+            nll = torch.cat([nll[:, :n] * f + bce, nll[:, n:]], dim=1)
         kl = 0.5 * (mu**2 + log_var.exp() - 1.0 - log_var)
-        return (nll.sum(1) + self.beta * kl.sum(1)).mean() / y.shape[1]
+        return (nll.sum(1) + self.beta * kl.sum(1)).mean() / d
 
     def loss(self, energies: torch.Tensor, showers: torch.Tensor) -> torch.Tensor:
         """Negative ELBO per feature (nats), batch mean; with the energy model plus the
         flow's negative log-likelihood per layer of the (dequantised) layer energies."""
         c = self.condition(energies)
         y = self.preprocessing(energies, showers)
+        filled = showers > 0
         if self.energy is None:
-            return self._elbo(y, c)
+            return self._elbo(y, c, filled)
         prep = self.preprocessing
         u = self.energy.features(prep.layer_energies(showers), energies, prep.threshold, True)
         nll = -self.energy.log_prob(u, c).mean() / self.energy.n_layers
-        return self._elbo(y[:, : self.n_voxels], torch.cat([c, u], 1)) + nll
+        return self._elbo(y[:, : self.n_voxels], torch.cat([c, u], 1), filled) + nll
 
     def generate(self, c: torch.Tensor) -> torch.Tensor:
         """c (B, 1) -> y (B, D); with the energy model c is (B, 1 + n_layers) (c and u) and
         y the shape part (B, n_voxels)."""
         z = torch.randn(c.shape[0], self.latent_dim, device=c.device)
         y = self.decode(z, c)
+        d = self.rho.shape[0]
+        if self.zero_mask:  # empty voxels: a logit of -inf, which reads out as zero
+            y, logits = y[:, :d].contiguous(), y[:, d:]
+            empty = torch.rand_like(logits) >= torch.sigmoid(logits)
+            y[:, : self.n_voxels].masked_fill_(empty, -math.inf)
         if self.sample_noise > 0:
             sigma = self.min_sigma + nn.functional.softplus(self.rho)
             y = y.addcmul(torch.randn_like(y), self.sample_noise * sigma)
         return y
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def sample(self, energies: Any, *, seed: int | None = None) -> torch.Tensor:
         if self.energy is None:
             return super().sample(energies, seed=seed)
