@@ -191,6 +191,10 @@ _RECOVER_PASSES = 1
 _RECOVER_SIGMA = 15.0
 _RECOVER_MAX_EXT = 1e9
 _RECOVER_TURN = 0.8
+#: LLVM fast-math flags of the compiled kernels: reassociation, contraction, reciprocals
+#: and fast library functions, but not the no-NaN / no-infinity assumptions (empty layers
+#: have infinite key ranges). MU=200: 5% faster, the same tracks.
+_FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 
 # --------------------------------------------------------------------------- geometry
@@ -268,7 +272,7 @@ def _geometric_triplets(table: pd.DataFrame, z0_max: float = 150.0) -> np.ndarra
 # --------------------------------------------------------------------------- numba kernels
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_FAST)
 def _wrap(a):
     while a > np.pi:
         a -= 2 * np.pi
@@ -277,7 +281,7 @@ def _wrap(a):
     return a
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_FAST)
 def _lower_bound(a, s, e, v):
     """The first index i in [s, e) with a[i] >= v (e if none); ``a[s:e]`` is sorted.
 
@@ -293,7 +297,7 @@ def _lower_bound(a, s, e, v):
     return s
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_FAST)
 def _bin_span(c, w):
     """The phi bins (``bb % _PHI_BINS`` for ``bb`` in [lo, hi]) that hold phi = c +- w."""
     if w >= np.pi:
@@ -305,7 +309,7 @@ def _bin_span(c, w):
     return b_lo, b_hi
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_FAST)
 def _circle3(x0, y0, x1, y1, x2, y2):
     """Centre, radius and sense (+1 counter-clockwise) of the circle through three points."""
     ax = x1 - x0
@@ -325,7 +329,7 @@ def _circle3(x0, y0, x1, y1, x2, y2):
     return x0 + ux, y0 + uy, math.sqrt(ux * ux + uy * uy), 1.0 if d > 0 else -1.0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", fastmath=_FAST)
 def _bin_query(lk, c, w, lo, hi, nb, bstart, bkey, phi, out, nout):
     """Hits of layer ``lk`` with |phi - c| <= w and key (z on barrels, r on disks) in
     [lo, hi], appended to ``out`` from ``nout`` on; the new count.
@@ -369,7 +373,7 @@ def _bin_query(lk, c, w, lo, hi, nb, bstart, bkey, phi, out, nout):
     return nout
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_FAST)
 def _find_seeds(
     x,
     y,
@@ -621,7 +625,7 @@ def _find_seeds(
     return out[:n], qual[:n]
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_FAST)
 def _fit_circle(xs, ys, ws, n):
     """Weighted circle fit of Karimaki (NIM A305 (1991) 187): centre and radius (mm).
 
@@ -680,7 +684,7 @@ def _fit_circle(xs, ys, ws, n):
     return x0 + k * sp, y0 - k * cp, 1.0 / abs(rho)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_FAST)
 def _search(
     lk,
     px,
@@ -777,7 +781,7 @@ def _search(
     return best_h, nc
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_FAST)
 def _before(a, b, barrel, r, z):
     """True when hit a comes before hit b on the same layer (smaller r, or smaller |z|)."""
     if barrel:
@@ -785,7 +789,7 @@ def _before(a, b, barrel, r, z):
     return abs(z[a]) < abs(z[b])
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_FAST)
 def _window(lk, ms, nrm, tanl, f_rphi, f_z, window_sigma, sig_rphi, sig_long, lay_barrel):
     """Half-widths (r-phi, longitudinal) of the hit search window on layer ``lk``:
     ``window_sigma`` times the hit resolution, the multiple-scattering displacement ``ms``
@@ -800,7 +804,7 @@ def _window(lk, ms, nrm, tanl, f_rphi, f_z, window_sigma, sig_rphi, sig_long, la
     )
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_FAST)
 def _sibling(
     lk,
     h,
@@ -945,7 +949,7 @@ def _sibling(
     return b0, b1, b2
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_FAST)
 def _add_with_siblings(
     buf,
     n,
@@ -1018,7 +1022,7 @@ def _add_with_siblings(
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_FAST)
 def _follow(
     seed,
     x,
@@ -1161,7 +1165,7 @@ def _follow(
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_FAST)
 def _extend(
     buf,
     n,
@@ -1407,7 +1411,7 @@ def _extend(
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_FAST)
 def _fill_gaps(
     buf,
     n,
@@ -1633,7 +1637,7 @@ def _fill_gaps(
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_FAST)
 def _run(
     seeds,
     order,
@@ -1754,7 +1758,7 @@ def _run(
     return track
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_FAST)
 def _recover(
     tstart,
     thits,
