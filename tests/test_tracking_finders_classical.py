@@ -180,3 +180,151 @@ def test_simulated_event_at_low_pileup():
     # measured: ckf 0.975, dbscan 0.523 (14,048 hits); margins 0.05
     assert trackml_score(event.truth, make_finder("ckf").find(event)) >= 0.91
     assert trackml_score(event.truth, make_finder("dbscan").find(event)) >= 0.47
+
+
+# ----------------------------------------------------------------- ckf search internals
+
+
+def _toy_layers(rng: np.random.Generator, n: int = 3000):
+    """Hits on a barrel layer (r = 100 +- 2 mm, |z| < 500) and a disk (z = 600 +- 3 mm,
+    30 < r < 170) with random modules; arrays in the order of the ckf search grid."""
+    from colliderlab.tracking.ckf import _hit_grid
+
+    phi = rng.uniform(-np.pi, np.pi, 2 * n)
+    r = np.r_[rng.uniform(98.0, 102.0, n), rng.uniform(30.0, 170.0, n)]
+    z = np.r_[rng.uniform(-500.0, 500.0, n), rng.uniform(597.0, 603.0, n)]
+    layer = np.r_[np.zeros(n, np.int64), np.ones(n, np.int64)]
+    barrel = np.array([True, False])
+    order, grid_start, key, _, _, lay_other = _hit_grid(r, phi, z, layer, barrel)
+    x, y = (r * np.cos(phi))[order], (r * np.sin(phi))[order]
+    module = rng.integers(0, 40, 2 * n)[order]
+    return dict(
+        x=x,
+        y=y,
+        z=z[order],
+        r=r[order],
+        phi=phi[order],
+        layer=layer[order],
+        module=module,
+        grid_start=grid_start,
+        key=key,
+        lay_other=lay_other,
+        barrel=barrel,
+    )
+
+
+def _wrap(a):
+    return (a + np.pi) % (2 * np.pi) - np.pi
+
+
+def test_ckf_grid_is_sorted_by_layer_phi_bin_and_key():
+    from colliderlab.tracking.ckf import _PHI_BINS
+
+    t = _toy_layers(np.random.default_rng(3))
+    b = t["grid_start"]
+    assert b[0] == 0
+    assert b[-1] == len(t["x"])
+    assert len(b) == 2 * _PHI_BINS + 1
+    for cell in range(2 * _PHI_BINS):
+        s, e = b[cell], b[cell + 1]
+        assert np.all(t["layer"][s:e] == cell // _PHI_BINS)
+        phi_bin = np.floor((t["phi"][s:e] + np.pi) / (2 * np.pi) * _PHI_BINS)
+        assert np.all(np.minimum(phi_bin, _PHI_BINS - 1) == cell % _PHI_BINS)
+        assert np.all(np.diff(t["key"][s:e]) >= 0)
+    # the other coordinate's range per layer: r on the barrel, z on the disk
+    assert 98.0 <= t["lay_other"][0, 0] < t["lay_other"][0, 1] <= 102.0
+    assert 597.0 <= t["lay_other"][1, 0] < t["lay_other"][1, 1] <= 603.0
+
+
+@pytest.mark.parametrize("lk", [0, 1], ids=["barrel", "disk"])
+def test_ckf_layer_search_finds_what_a_scan_of_the_whole_layer_finds(lk):
+    """The grid search (phi bins, key range bounded by the layer's thickness) returns the
+    same candidates and best hit as a scan of every hit of the layer."""
+    from colliderlab.tracking.ckf import _search
+
+    rng = np.random.default_rng(7 + lk)
+    t = _toy_layers(rng)
+    used = rng.random(len(t["x"])) < 0.2
+    cand, cchi = np.empty(4096, np.int64), np.empty(4096)
+    on = np.flatnonzero(t["layer"] == lk)
+    n_found = 0
+    for _ in range(300):
+        # a straight track from near the origin to a point of the layer
+        ph = rng.uniform(-np.pi, np.pi)
+        if lk == 0:
+            pr, pz = 100.0, rng.uniform(-450.0, 450.0)
+        else:
+            pr, pz = rng.uniform(40.0, 160.0), 600.0
+        px, py = pr * np.cos(ph), pr * np.sin(ph)
+        dvec = np.array([px, py, pz]) + rng.normal(0.0, 5.0, 3)
+        dx, dy, dz = dvec / np.linalg.norm(dvec)
+        w_rphi, w_long = rng.uniform(0.5, 20.0), rng.uniform(0.5, 40.0)
+        best, nc = _search(
+            lk, px, py, pz, dx, dy, dz, w_rphi, w_long,
+            t["x"], t["y"], t["z"], t["r"], t["phi"], t["module"],
+            t["grid_start"], t["lay_other"], used, t["barrel"], 5, cand, cchi,
+        )  # fmt: skip
+        # the scan: every hit of the layer, the same window definitions
+        cphi, sphi = px / pr, py / pr
+        if lk == 0:
+            tt = (t["r"][on] - pr) / (dx * cphi + dy * sphi)
+        else:
+            tt = (t["z"][on] - pz) / dz
+        ex = t["x"][on] - (px + tt * dx)
+        ey = t["y"][on] - (py + tt * dy)
+        res_rphi = -ex * sphi + ey * cphi
+        res_long = (t["z"][on] - (pz + tt * dz)) if lk == 0 else ex * cphi + ey * sphi
+        wphi = (w_rphi + 0.05 * w_long) / pr + 0.002
+        ok = (
+            ~used[on]
+            & (t["module"][on] != 5)
+            & (np.abs(_wrap(t["phi"][on] - np.arctan2(py, px))) <= wphi)
+            & (np.abs(res_rphi) <= w_rphi)
+            & (np.abs(res_long) <= w_long)
+        )
+        assert sorted(cand[:nc]) == sorted(on[ok])
+        if ok.any():
+            chi2 = (res_rphi / w_rphi) ** 2 + (res_long / w_long) ** 2
+            assert best == on[ok][np.argmin(chi2[ok])]
+            n_found += 1
+        else:
+            assert best == -1
+    assert n_found > 50  # the windows are wide enough to find hits most of the time
+
+
+def test_ckf_sibling_search_keeps_the_best_hit_of_each_of_three_modules():
+    """Siblings: the best candidate per other module, the three best modules, best first;
+    a second hit on a kept module never displaces another module."""
+    from colliderlab.tracking.ckf import _sibling
+
+    # a straight track along x (y = 0, z = 0.2 x) crossing a barrel layer at r = 100;
+    # candidate hits at r = 100.5 (on the helix tangent, path ~0.5 mm), offset in y
+    n = 7
+    xs = np.r_[100.0, np.full(n, 100.5)]
+    ys = np.r_[0.0, 0.004, 0.002, 0.006, -0.003, 0.0045, 0.001, 0.08]
+    zs = 0.2 * xs
+    modules = np.array([0, 1, 2, 3, 4, 1, 2, 5])
+    rs, phis = np.hypot(xs, ys), np.arctan2(ys, xs)
+    layer = np.zeros(n + 1, np.int64)
+    barrel = np.array([True])
+    from colliderlab.tracking.ckf import _hit_grid
+
+    order, grid_start, _, _, _, lay_other = _hit_grid(rs, phis, zs, layer, barrel)
+    inv = np.argsort(order)  # original index -> grid position
+    # circle of huge radius through the first hit, clockwise (sense -1), so that it moves
+    # along +x there: centre at (100, -R)
+    rad = 1e7
+    res = (
+        np.array([0.01]),
+        np.array([0.015]),
+    )
+    sib = _sibling(
+        0, inv[0], 100.0, -rad, rad, -1.0, 0.2, 0.001, 4.0, 0.5,
+        xs[order], ys[order], zs[order], rs[order], phis[order], modules[order],
+        grid_start, lay_other, np.zeros(n + 1, np.bool_), barrel, res[0], res[1],
+    )  # fmt: skip
+    picked = [int(order[s]) for s in sib if s >= 0]
+    # per module the hit nearest the prediction y = 0 (module 1: 0.004 vs 0.0045 -> hit 1;
+    # module 2: 0.002 vs 0.001 -> hit 6), modules ranked by that distance; hit 7 (0.08,
+    # chi2 ~2) is outside the sibling window
+    assert picked == [6, 4, 1]

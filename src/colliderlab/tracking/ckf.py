@@ -2261,36 +2261,14 @@ class CKFFinder(TrackFinder):
         phi = np.arctan2(y, x)
         r = np.hypot(x, y)
         barrel = table["barrel"].to_numpy(bool)
-        n_layers = len(table)
-        # the hits in the order of the search grid: layer, phi bin, key (z on barrels, r
-        # on disks); seeding and following query it (see :func:`_bin_query`)
+        order, grid_start, key, lay_kmin, lay_kmax, lay_other = _hit_grid(r, phi, z, layer, barrel)
         nb = _PHI_BINS
-        key = np.where(barrel[layer], z, r)
-        pbin = np.minimum(((phi + np.pi) / (2 * np.pi) * nb).astype(np.int64), nb - 1)
-        # one sort of (layer, phi bin) * width + key (as np.lexsort of the three, 5x faster)
-        width = float(key.max() - key.min()) + 1.0
-        order = np.argsort((layer * nb + pbin) * width + (key - key.min())).astype(np.int64)
-        x, y, z, r, phi, layer, key = (a[order] for a in (x, y, z, r, phi, layer, key))
+        x, y, z, r, phi, layer = (a[order] for a in (x, y, z, r, phi, layer))
         module = hits["module_id"].to_numpy(np.int64)[order]
-        grid_start = np.searchsorted(layer * nb + pbin[order], np.arange(n_layers * nb + 1)).astype(
-            np.int64
-        )
         res = np.array(
             [HIT_RESOLUTION.get(int(v), (0.05, 1.0)) for v in table["volume_id"]], np.float64
         )
         lay_rmax = table["r_max"].to_numpy(np.float64)
-        # range of the hits of each layer in key and in the other coordinate (r on
-        # barrels, z on disks); empty layers: empty ranges
-        other = np.where(barrel[layer], r, z)
-        lay_kmin = np.full(n_layers, np.inf)
-        lay_kmax = np.full(n_layers, -np.inf)
-        lay_other = np.empty((n_layers, 2))
-        lay_other[:, 0] = np.inf
-        lay_other[:, 1] = -np.inf
-        np.minimum.at(lay_kmin, layer, key)
-        np.maximum.at(lay_kmax, layer, key)
-        np.minimum.at(lay_other[:, 0], layer, other)
-        np.maximum.at(lay_other[:, 1], layer, other)
         used = np.zeros(len(x), np.bool_)
         label_sorted = np.zeros(len(x), np.int64)
         track = 0
@@ -2419,6 +2397,41 @@ class CKFFinder(TrackFinder):
         label = np.empty(len(hits), np.int64)
         label[order] = label_sorted
         return self.submission(hit_id, label)
+
+
+def _hit_grid(
+    r: np.ndarray, phi: np.ndarray, z: np.ndarray, layer: np.ndarray, lay_barrel: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    """The search grid of the hits: ``_PHI_BINS`` phi bins per layer, sorted by key (z on
+    barrels, r on disks) inside each bin (see :func:`_bin_query`).
+
+    Returns the order of the hits in the grid, the start of each (layer, bin) in that order
+    (``n_layers * _PHI_BINS + 1``), the keys in that order, and per layer the range of the
+    keys (min, max) and of the other coordinate (r on barrels, z on disks; (n_layers, 2));
+    empty layers have empty (inf, -inf) ranges.
+    """
+    n_layers = len(lay_barrel)
+    nb = _PHI_BINS
+    on_barrel = lay_barrel[layer]
+    key = np.where(on_barrel, z, r)
+    other = np.where(on_barrel, r, z)
+    pbin = np.minimum(((phi + np.pi) / (2 * np.pi) * nb).astype(np.int64), nb - 1)
+    # one sort of (layer, phi bin) * width + key (as np.lexsort of the three, 5x faster)
+    width = float(key.max() - key.min()) + 1.0 if len(key) else 1.0
+    order = np.argsort((layer * nb + pbin) * width + (key - key.min(initial=0.0))).astype(np.int64)
+    grid_start = np.searchsorted((layer * nb + pbin)[order], np.arange(n_layers * nb + 1)).astype(
+        np.int64
+    )
+    lay_kmin = np.full(n_layers, np.inf)
+    lay_kmax = np.full(n_layers, -np.inf)
+    lay_other = np.empty((n_layers, 2))
+    lay_other[:, 0] = np.inf
+    lay_other[:, 1] = -np.inf
+    np.minimum.at(lay_kmin, layer, key)
+    np.maximum.at(lay_kmax, layer, key)
+    np.minimum.at(lay_other[:, 0], layer, other)
+    np.maximum.at(lay_other[:, 1], layer, other)
+    return order, grid_start, np.ascontiguousarray(key[order]), lay_kmin, lay_kmax, lay_other
 
 
 def _remember(
