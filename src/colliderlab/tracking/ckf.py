@@ -807,7 +807,12 @@ def _window(lk, ms, nrm, tanl, f_rphi, f_z, window_sigma, sig_rphi, sig_long, la
 @njit(cache=True, fastmath=_FAST)
 def _sibling(
     lk,
-    h,
+    hx,
+    hy,
+    hz,
+    hr,
+    hphi,
+    hmod,
     xc,
     yc,
     rad,
@@ -829,9 +834,10 @@ def _sibling(
     sig_rphi,
     sig_long,
 ):
-    """The siblings of hit ``h`` on layer ``lk``: the free hits of other modules of the
-    layer nearest to the helix through ``h``, the best one per module, best first; up to
-    three (-1 for none), within ``sibling_chi2``.
+    """The siblings of the hit at (``hx``, ``hy``, ``hz``) (radius ``hr``, angle ``hphi``,
+    on module ``hmod``) on layer ``lk``: the free hits of other modules of the layer
+    nearest to the helix through it, the best one per module, best first; up to three (-1
+    for none), within ``sibling_chi2``. The hit itself need not be among ``x, y, ...``.
 
     The prediction starts at the accepted hit itself and follows the tangent of the
     fitted circle there to each candidate's radius (barrel) or z (disk): over the few mm
@@ -839,10 +845,10 @@ def _sibling(
     direction error ``theta_err`` (rad) times the distance, so the window is much
     narrower than the one of the layer search.
     """
-    px = x[h]
-    py = y[h]
-    pz = z[h]
-    pr = r[h]
+    px = hx
+    py = hy
+    pz = hz
+    pr = hr
     nrm = math.sqrt(1.0 + tanl * tanl)
     dx = -sense * (py - yc) / rad / nrm
     dy = sense * (px - xc) / rad / nrm
@@ -858,7 +864,6 @@ def _sibling(
     b0 = b1 = b2 = -1
     c0 = c1 = c2 = sibling_chi2
     m0 = m1 = m2 = -1
-    hmod = module[h]
     # bound on |z - pz| (barrel) or |r - pr| (disk) of an accepted candidate (|t| <= t_max,
     # chi2 < sibling_chi2): the key range searched
     m2max = (theta_err * t_max) ** 2
@@ -877,7 +882,7 @@ def _sibling(
         key = r
         kc = pr
     wphi = wmax / pr + 0.002
-    b_lo, b_hi = _bin_span(phi[h], wphi)
+    b_lo, b_hi = _bin_span(hphi, wphi)
     for bb in range(b_lo, b_hi + 1):
         s = grid_start[lk * _PHI_BINS + bb % _PHI_BINS]
         e = grid_start[lk * _PHI_BINS + bb % _PHI_BINS + 1]
@@ -888,7 +893,7 @@ def _sibling(
                 break
             if used[k] or module[k] == hmod:
                 continue
-            if abs(_wrap(phi[k] - phi[h])) > wphi:
+            if abs(_wrap(phi[k] - hphi)) > wphi:
                 continue
             if barrel:
                 vr = dx * cphi + dy * sphi
@@ -984,7 +989,12 @@ def _add_with_siblings(
     n += 1
     sibs = _sibling(
         lk,
-        h,
+        x[h],
+        y[h],
+        z[h],
+        r[h],
+        phi[h],
+        module[h],
         xc,
         yc,
         rad,
@@ -1770,9 +1780,16 @@ def _recover(
     phi,
     hlayer,
     module,
-    grid_start,
+    free,
+    fx,
+    fy,
+    fz,
+    fr,
+    fphi,
+    fmodule,
+    fgrid,
     lay_other,
-    used,
+    fused,
     label,
     lay_barrel,
     lay_pos,
@@ -1791,7 +1808,12 @@ def _recover(
     """Hit recovery after all tracks are built: refit each accepted track's helix on all
     its hits and add the free hits compatible with it (layers without a hit of the track,
     crossed before the turning point, and siblings on overlapping modules); the number of
-    hits added."""
+    hits added.
+
+    The tracks' hits are read from ``x, y, ...``; the hits that can be added are searched
+    among the free hits, ``fx, fy, ...`` in their grid ``fgrid`` (``free`` maps them back),
+    flagged in ``fused`` when taken.
+    """
     n_layers = lay_pos.shape[0]
     added = 0
     cand = np.empty(32, np.int64)
@@ -1870,7 +1892,12 @@ def _recover(
                 continue
             sib = _sibling(
                 lk,
-                h,
+                x[h],
+                y[h],
+                z[h],
+                r[h],
+                phi[h],
+                module[h],
                 xc,
                 yc,
                 rad,
@@ -1879,15 +1906,15 @@ def _recover(
                 theta_err,
                 window_sigma,
                 sibling_chi2,
-                x,
-                y,
-                z,
-                r,
-                phi,
-                module,
-                grid_start,
+                fx,
+                fy,
+                fz,
+                fr,
+                fphi,
+                fmodule,
+                fgrid,
                 lay_other,
-                used,
+                fused,
                 lay_barrel,
                 sig_rphi,
                 sig_long,
@@ -1896,12 +1923,12 @@ def _recover(
                 continue
             clash = False
             for q in range(m):
-                if module[thits[a + q]] == module[sib]:
+                if module[thits[a + q]] == fmodule[sib]:
                     clash = True
             if clash:
                 continue
-            used[sib] = True
-            label[sib] = trk
+            fused[sib] = True
+            label[free[sib]] = trk
             lay_cnt[lk] += 1
             added += 1
         # ---- layers without a hit of the track, and (``max_turn`` > 0.5) the crossings
@@ -1992,15 +2019,15 @@ def _recover(
                     dz,
                     w_rphi,
                     w_long,
-                    x,
-                    y,
-                    z,
-                    r,
-                    phi,
-                    module,
-                    grid_start,
+                    fx,
+                    fy,
+                    fz,
+                    fr,
+                    fphi,
+                    fmodule,
+                    fgrid,
                     lay_other,
-                    used,
+                    fused,
                     lay_barrel,
                     -1,
                     cand,
@@ -2021,23 +2048,23 @@ def _recover(
                     theta_err,
                     window_sigma,
                     sibling_chi2,
-                    x,
-                    y,
-                    z,
-                    r,
-                    phi,
-                    module,
-                    grid_start,
+                    fx,
+                    fy,
+                    fz,
+                    fr,
+                    fphi,
+                    fmodule,
+                    fgrid,
                     lay_other,
-                    used,
+                    fused,
                     lay_barrel,
                     sig_rphi,
                     sig_long,
                     False,
                 )
                 for q in range(nb):
-                    used[buf[q]] = True
-                    label[buf[q]] = trk
+                    fused[buf[q]] = True
+                    label[free[buf[q]]] = trk
                 lay_cnt[lk] += nb
                 added += nb
     return added
@@ -2365,6 +2392,7 @@ class CKFFinder(TrackFinder):
             tl, th = tl[o], th[o]
             tlabel, tfirst = np.unique(tl, return_index=True)
             tstart = np.append(tfirst, len(tl)).astype(np.int64)
+            free = np.flatnonzero(label_sorted == 0)  # the recovery searches the free hits
             _recover(
                 tstart,
                 th,
@@ -2376,9 +2404,11 @@ class CKFFinder(TrackFinder):
                 phi,
                 layer.astype(np.int64),
                 module,
-                grid_start,
+                free,
+                *(a[free] for a in (x, y, z, r, phi, module)),
+                np.searchsorted(free, grid_start).astype(np.int64),
                 lay_other,
-                used,
+                np.zeros(len(free), np.bool_),
                 label_sorted,
                 barrel,
                 lay_pos,
