@@ -310,7 +310,6 @@ def test_ckf_sibling_search_keeps_the_best_hit_of_each_of_three_modules():
     from colliderlab.tracking.ckf import _hit_grid
 
     order, grid_start, _, _, _, lay_other = _hit_grid(rs, phis, zs, layer, barrel)
-    inv = np.argsort(order)  # original index -> grid position
     # circle of huge radius through the first hit, clockwise (sense -1), so that it moves
     # along +x there: centre at (100, -R)
     rad = 1e7
@@ -319,7 +318,8 @@ def test_ckf_sibling_search_keeps_the_best_hit_of_each_of_three_modules():
         np.array([0.015]),
     )
     sib = _sibling(
-        0, inv[0], 100.0, -rad, rad, -1.0, 0.2, 0.001, 4.0, 0.5,
+        0, xs[0], ys[0], zs[0], rs[0], phis[0], modules[0],
+        100.0, -rad, rad, -1.0, 0.2, 0.001, 4.0, 0.5,
         xs[order], ys[order], zs[order], rs[order], phis[order], modules[order],
         grid_start, lay_other, np.zeros(n + 1, np.bool_), barrel, res[0], res[1],
     )  # fmt: skip
