@@ -215,27 +215,38 @@ def _default_layers() -> pd.DataFrame:
     )
 
 
-def _layer_table(hits: pd.DataFrame) -> pd.DataFrame:
-    """Layers of the default geometry plus any layer of ``hits`` it lacks (from the hits)."""
+def _layer_table(hits: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """Layers of the default geometry plus any layer of ``hits`` it lacks (from the hits),
+    and the row of each hit's layer in that table."""
     table = _default_layers()
-    known = set(zip(table["volume_id"], table["layer_id"], strict=True))
+    code = hits["volume_id"].to_numpy(np.int64) * (1 << 32) + hits["layer_id"].to_numpy(np.int64)
+    inverse, uniques = pd.factorize(code)
+    t_code = table["volume_id"].to_numpy(np.int64) * (1 << 32) + table["layer_id"].to_numpy(
+        np.int64
+    )
+    row = {int(c): i for i, c in enumerate(t_code)}
     extra = []
-    if len(hits):
-        r = np.hypot(hits["x"].to_numpy(np.float64), hits["y"].to_numpy(np.float64))
-        z = hits["z"].to_numpy(np.float64)
-        groups = pd.DataFrame({"v": hits["volume_id"].to_numpy(), "l": hits["layer_id"].to_numpy()})
-        for (v, la), idx in groups.groupby(["v", "l"]).indices.items():
-            if (v, la) in known:
-                continue
-            rr, zz = r[idx], z[idx]
-            barrel = np.ptp(rr) < np.ptp(zz)
-            pos = float(np.median(rr if barrel else zz))
-            extra.append(
-                (v, la, barrel, pos, rr.min() - 5, rr.max() + 5, zz.min() - 5, zz.max() + 5)
-            )
+    r = z = None
+    for u, c in enumerate(uniques):
+        if int(c) in row:
+            continue
+        if r is None:
+            r = np.hypot(hits["x"].to_numpy(np.float64), hits["y"].to_numpy(np.float64))
+            z = hits["z"].to_numpy(np.float64)
+        idx = inverse == u
+        rr, zz = r[idx], z[idx]
+        barrel = np.ptp(rr) < np.ptp(zz)
+        pos = float(np.median(rr if barrel else zz))
+        row[int(c)] = len(table) + len(extra)
+        first = int(np.argmax(idx))
+        vol, lay = int(hits["volume_id"].iloc[first]), int(hits["layer_id"].iloc[first])
+        extra.append(
+            (vol, lay, barrel, pos, rr.min() - 5, rr.max() + 5, zz.min() - 5, zz.max() + 5)
+        )
     if extra:
         table = pd.concat([table, pd.DataFrame(extra, columns=table.columns)], ignore_index=True)
-    return table
+    lut = np.array([row[int(c)] for c in uniques], np.int64)
+    return table, lut[inverse]
 
 
 def _geometric_triplets(table: pd.DataFrame, z0_max: float = 150.0) -> np.ndarray:
@@ -2279,9 +2290,7 @@ class CKFFinder(TrackFinder):
         hit_id = hits["hit_id"].to_numpy(np.int64)
         if len(hits) < 3:
             return self.submission(hit_id, np.zeros(len(hits), np.int64))
-        table = _layer_table(hits)
-        index = pd.MultiIndex.from_arrays([table["volume_id"], table["layer_id"]])
-        layer = index.get_indexer(pd.MultiIndex.from_arrays([hits["volume_id"], hits["layer_id"]]))
+        table, layer = _layer_table(hits)
         x = hits["x"].to_numpy(np.float64)
         y = hits["y"].to_numpy(np.float64)
         z = hits["z"].to_numpy(np.float64)
