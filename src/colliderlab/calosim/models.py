@@ -549,7 +549,7 @@ class CaloVAE(CaloModel):
     plus the flow (``"iaf"``: one pass per transform; ``"flow"``: n_layers passes).
 
     D = n_voxels + n_layers + 1. Default (hidden (256, 128), latent 16) on 368 voxels in 5 layers:
-    about 2.7e5 parameters (``hidden=(64, 32)``: 5e4, sampling about 4x faster).
+    about 2.7e5 parameters (``hidden=(64, 32)``: 5e4, sampling about 3x faster).
     """
 
     description = "conditional VAE, arXiv:1312.6114 (per-layer normalisation of arXiv:2106.05285)"
