@@ -199,6 +199,7 @@ def _toy_layers(rng: np.random.Generator, n: int = 3000):
     x, y = (r * np.cos(phi))[order], (r * np.sin(phi))[order]
     module = rng.integers(0, 40, 2 * n)[order]
     return dict(
+        hp=np.ascontiguousarray(np.column_stack((x, y, z[order], r[order], phi[order]))),
         x=x,
         y=y,
         z=z[order],
@@ -261,7 +262,7 @@ def test_ckf_layer_search_finds_what_a_scan_of_the_whole_layer_finds(lk):
         w_rphi, w_long = rng.uniform(0.5, 20.0), rng.uniform(0.5, 40.0)
         best, nc = _search(
             lk, px, py, pz, dx, dy, dz, w_rphi, w_long,
-            t["x"], t["y"], t["z"], t["r"], t["phi"], t["module"],
+            t["hp"], t["module"],
             t["grid_start"], t["lay_other"], used, t["barrel"], 5, cand, cchi,
         )  # fmt: skip
         # the scan: every hit of the layer, the same window definitions
@@ -320,7 +321,7 @@ def test_ckf_sibling_search_keeps_the_best_hit_of_each_of_three_modules():
     sib = _sibling(
         0, xs[0], ys[0], zs[0], rs[0], phis[0], modules[0],
         100.0, -rad, rad, -1.0, 0.2, 0.001, 4.0, 0.5,
-        xs[order], ys[order], zs[order], rs[order], phis[order], modules[order],
+        np.ascontiguousarray(np.column_stack((xs, ys, zs, rs, phis))[order]), modules[order],
         grid_start, lay_other, np.zeros(n + 1, np.bool_), barrel, res[0], res[1],
     )  # fmt: skip
     picked = [int(order[s]) for s in sib if s >= 0]
