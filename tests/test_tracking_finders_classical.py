@@ -318,10 +318,11 @@ def test_ckf_sibling_search_keeps_the_best_hit_of_each_of_three_modules():
         np.array([0.01]),
         np.array([0.015]),
     )
+    hp = np.ascontiguousarray(np.column_stack((xs, ys, zs, rs, phis)))
     sib = _sibling(
-        0, xs[0], ys[0], zs[0], rs[0], phis[0], modules[0],
+        0, hp, 0, modules[0],  # the hit, read from the unsorted copy
         100.0, -rad, rad, -1.0, 0.2, 0.001, 4.0, 0.5,
-        np.ascontiguousarray(np.column_stack((xs, ys, zs, rs, phis))[order]), modules[order],
+        np.ascontiguousarray(hp[order]), modules[order],
         grid_start, lay_other, np.zeros(n + 1, np.bool_), barrel, res[0], res[1],
     )  # fmt: skip
     picked = [int(order[s]) for s in sib if s >= 0]

@@ -822,11 +822,8 @@ def _window(lk, ms, nrm, tanl, f_rphi, f_z, window_sigma, sig_rphi, sig_long, la
 @njit(cache=True, fastmath=_FAST)
 def _sibling(
     lk,
-    hx,
-    hy,
-    hz,
-    hr,
-    hphi,
+    hsrc,
+    h,
     hmod,
     xc,
     yc,
@@ -845,21 +842,17 @@ def _sibling(
     sig_rphi,
     sig_long,
 ):
-    """The siblings of the hit at (``hx``, ``hy``, ``hz``) (radius ``hr``, angle ``hphi``,
-    on module ``hmod``) on layer ``lk``: the free hits of other modules of the layer
-    nearest to the helix through it, the best one per module, best first; up to three (-1
-    for none), within ``sibling_chi2``. The hit itself need not be among ``hp``.
-
-    The prediction starts at the accepted hit itself and follows the tangent of the
-    fitted circle there to each candidate's radius (barrel) or z (disk): over the few mm
-    between overlapping modules its error is the resolution of both hits plus the
-    direction error ``theta_err`` (rad) times the distance, so the window is much
-    narrower than the one of the layer search.
+    """The siblings of hit ``h`` of ``hsrc`` (its coordinates x, y, z, r, phi; on module
+    ``hmod``) on layer ``lk``: the free hits of ``hp`` on other modules of the layer nearest
+    to the helix through it, the best one per module, best first; up to three (-1 for none),
+    within ``sibling_chi2``. ``hsrc`` is ``hp`` itself during following; the recovery
+    searches the free hits for the siblings of the track's hits.
     """
-    px = hx
-    py = hy
-    pz = hz
-    pr = hr
+    px = hsrc[h, 0]
+    py = hsrc[h, 1]
+    pz = hsrc[h, 2]
+    pr = hsrc[h, 3]
+    hphi = hsrc[h, 4]
     nrm = math.sqrt(1.0 + tanl * tanl)
     dx = -sense * (py - yc) / rad / nrm
     dy = sense * (px - xc) / rad / nrm
@@ -996,11 +989,8 @@ def _add_with_siblings(
     n += 1
     sibs = _sibling(
         lk,
-        hp[h, 0],
-        hp[h, 1],
-        hp[h, 2],
-        hp[h, 3],
-        hp[h, 4],
+        hp,
+        h,
         module[h],
         xc,
         yc,
@@ -1842,11 +1832,8 @@ def _recover(
                 continue
             sib = _sibling(
                 lk,
-                hp[h, 0],
-                hp[h, 1],
-                hp[h, 2],
-                hp[h, 3],
-                hp[h, 4],
+                hp,
+                h,
                 module[h],
                 xc,
                 yc,
