@@ -12,6 +12,7 @@ import pytest
 from colliderlab.core.errors import ConfigError, UnknownNameError
 from colliderlab.higgsml.ams import ams
 from colliderlab.higgsml.csvio import HiggsMLData, read_higgsml_csv, split
+from colliderlab.higgsml.features import canonical_frame
 from colliderlab.higgsml.methods import BDT, DNN, CutBased, FeatureScaler, make_method
 from colliderlab.higgsml.schema import FEATURES, LOW_LEVEL, UNDEFINED
 from colliderlab.tagging.metrics import auc
@@ -216,3 +217,69 @@ def test_threshold_keeps_a_minimum_of_simulated_background():
     assert t == pytest.approx(np.linspace(0.0, 0.8, 30)[-5])
     with pytest.raises(ConfigError, match="background"):
         best_threshold(labels, scores, sample_weight=w, min_background=31)
+
+
+# ----------------------------------------------------------------- the canonical frame
+def _transformed(X, rng):
+    """Each event rotated about the beam by a random angle, mirrored (phi -> -phi) and
+    turned around (eta -> -eta) at random: the same physics event."""
+    X = X.copy()
+    undefined = X == UNDEFINED
+    n = len(X)
+    phi = [FEATURES.index(f) for f in FEATURES if f.endswith("_phi")]
+    eta = [FEATURES.index(f) for f in FEATURES if f.endswith("_eta")]
+    X[:, phi] = np.angle(np.exp(1j * (X[:, phi] + rng.uniform(-np.pi, np.pi, (n, 1)))))
+    X[:, phi] *= rng.choice([-1.0, 1.0], (n, 1))
+    X[:, eta] *= rng.choice([-1.0, 1.0], (n, 1))
+    X[undefined] = UNDEFINED
+    return X
+
+
+def _unambiguous(X):
+    """Events whose frame is fixed: lepton not at 0 or pi from the tau, tau not at eta = 0."""
+    d = np.angle(
+        np.exp(1j * (X[:, FEATURES.index("PRI_lep_phi")] - X[:, FEATURES.index("PRI_tau_phi")]))
+    )
+    return (
+        (np.abs(d) > 1e-6) & (np.pi - np.abs(d) > 1e-6) & (X[:, FEATURES.index("PRI_tau_eta")] != 0)
+    )
+
+
+def test_canonical_frame_is_the_same_for_rotated_mirrored_events(real):
+    X = real[0].features
+    X = X[_unambiguous(X)]
+    a = canonical_frame(X)
+    b = canonical_frame(_transformed(X, np.random.default_rng(4)))
+    phi = [FEATURES.index(f) for f in FEATURES if f.endswith("_phi")]
+    other = [j for j in range(len(FEATURES)) if j not in phi]
+    assert np.allclose(a[:, other], b[:, other], rtol=0, atol=1e-9)
+    d = np.where(a[:, phi] == UNDEFINED, 0.0, np.angle(np.exp(1j * (a[:, phi] - b[:, phi]))))
+    assert np.abs(d).max() < 1e-9
+    assert np.array_equal(a[:, phi] == UNDEFINED, b[:, phi] == UNDEFINED)
+    # the conventions: tau at phi = 0 and eta >= 0, lepton at phi >= 0
+    assert np.all(a[:, FEATURES.index("PRI_tau_phi")] == 0.0)
+    assert np.all(a[:, FEATURES.index("PRI_lep_phi")] >= 0.0)
+    assert np.all(a[:, FEATURES.index("PRI_tau_eta")] >= 0.0)
+    # the derived features and the undefined entries are untouched
+    der = [FEATURES.index(f) for f in FEATURES if f.startswith("DER_")]
+    assert np.array_equal(a[:, der], X[:, der])
+    assert np.array_equal(a == UNDEFINED, X == UNDEFINED)
+
+
+def test_methods_in_the_canonical_frame_score_transformed_events_the_same(real):
+    train, _, test = real
+    X = test.features[_unambiguous(test.features)]
+    Xt = _transformed(X, np.random.default_rng(5))
+    bdt = BDT(LOW_LEVEL, n_estimators=30).fit(train.features, train.label, train.weight)
+    assert np.allclose(bdt.predict_score(X), bdt.predict_score(Xt), rtol=0, atol=1e-5)
+    lab = BDT(LOW_LEVEL, n_estimators=30, frame="lab")
+    lab.fit(train.features, train.label, train.weight)
+    # in the file's frame the azimuths are features of their own: the scores change
+    assert not np.allclose(lab.predict_score(X), lab.predict_score(Xt), rtol=0, atol=1e-3)
+
+
+def test_canonical_frame_and_frame_option_reject_bad_input():
+    with pytest.raises(ConfigError, match="30"):
+        canonical_frame(np.zeros((4, 29)))
+    with pytest.raises(ConfigError, match="frame"):
+        DNN(frame="rest")

@@ -58,7 +58,7 @@ LABELS = {
     "dnn_high": "DNN (high-level)",
     "ensemble": "BDT + 3 DNN ensemble",
 }
-RESULT_VERSION = 3
+RESULT_VERSION = 4  # 4: BDT and DNN in the canonical frame, new DNN defaults
 #: The threshold (and the cut-based selection) must keep at least this many simulated
 #: background events: the AMS of a selection with none or one is a statistical accident.
 MIN_BACKGROUND = 20

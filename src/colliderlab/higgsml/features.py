@@ -295,6 +295,47 @@ def _mass(*vectors: tuple[np.ndarray, ...]) -> np.ndarray:
     return np.sqrt(np.maximum(e**2 - px**2 - py**2 - pz**2, 0.0))
 
 
+# --------------------------------------------------------------------------- symmetries
+
+#: The azimuthal angles and pseudorapidities among the 30 features.
+PHI_FEATURES = tuple(f for f in FEATURES if f.endswith("_phi"))
+ETA_FEATURES = tuple(f for f in FEATURES if f.endswith("_eta"))
+
+
+def canonical_frame(X: np.ndarray) -> np.ndarray:
+    """The (n, 30) feature matrix in a frame fixed by the symmetries of the collision.
+
+    The physics of an event does not change under a rotation about the beam axis, a
+    reflection through a plane containing the beam, or the exchange of the two beams
+    (eta -> -eta, pp is symmetric). The raw azimuths of the file are therefore pure noise to
+    a classifier: only their differences carry information, which a network must otherwise
+    learn from the data (a few thousand simulated events are too few). This function
+
+    1. rotates every azimuth so that the hadronic tau lies at phi = 0;
+    2. reflects all azimuths (phi -> -phi) where the lepton then has phi < 0;
+    3. flips all pseudorapidities (eta -> -eta) where the tau has eta < 0.
+
+    The derived features are invariant under all three; undefined values (-999) stay
+    undefined. ``PRI_tau_phi`` becomes 0 for every event (the network ignores a constant
+    column). The low-level features stay the four-momenta of the objects, only in
+    another frame: no physics quantity is computed.
+    """
+    X = np.array(X, dtype=np.float64, copy=True)
+    if X.ndim != 2 or X.shape[1] != len(FEATURES):
+        raise ConfigError(
+            f"canonical_frame: expected a (n, {len(FEATURES)}) matrix of the HiggsML features; "
+            f"got shape {X.shape}."
+        )
+    undefined = X == UNDEFINED
+    phi = [FEATURES.index(f) for f in PHI_FEATURES]
+    eta = [FEATURES.index(f) for f in ETA_FEATURES]
+    X[:, phi] = _wrap(X[:, phi] - X[:, [FEATURES.index("PRI_tau_phi")]])
+    X[:, phi] *= np.where(X[:, [FEATURES.index("PRI_lep_phi")]] < 0.0, -1.0, 1.0)
+    X[:, eta] *= np.where(X[:, [FEATURES.index("PRI_tau_eta")]] < 0.0, -1.0, 1.0)
+    X[undefined] = UNDEFINED
+    return X
+
+
 # --------------------------------------------------------------------------- features
 
 

@@ -22,6 +22,16 @@ registered by name (:func:`make_method`):
 ``ensemble``  the mean of the logits of the BDT and of three DNNs with different seeds
 ============  =============================================================================
 
+The BDTs and DNNs see the features in the canonical frame of
+:func:`~colliderlab.higgsml.features.canonical_frame` (azimuths relative to the hadronic tau,
+the reflections phi -> -phi and eta -> -eta fixed; ``frame="lab"`` keeps the file's values):
+the symmetries need not be learnt from a few thousand events. On the 20,000-per-sample
+dataset this raised the test AUC of the low-level DNN from 0.72 to 0.78 at the same training,
+of the low-level BDT from 0.75 to 0.78 (three seeds each). The DNN's defaults (batch 64,
+100 epochs, dropout 0.2) were chosen on the *validation* AUC and AMS of that dataset: with
+~1,700 training events, 40 epochs of batches of 256 (the first defaults) stopped far from
+convergence (low-level DNN 0.78 -> 0.84).
+
 Training weights: the physics weights rescaled so that signal and background each sum to
 half the number of training events (the classes are balanced, as the challenge's winners
 did); the physics weights themselves are used for the AMS and the AUC.
@@ -37,6 +47,7 @@ import numpy as np
 
 from colliderlab.core.errors import ConfigError, UnknownNameError, did_you_mean
 from colliderlab.higgsml.ams import ams
+from colliderlab.higgsml.features import canonical_frame
 from colliderlab.higgsml.schema import FEATURES, HIGH_LEVEL, LOW_LEVEL, UNDEFINED
 
 #: Features whose logarithm the DNN sees (positive, heavy-tailed: momenta, masses, energies).
@@ -71,14 +82,25 @@ def _columns(features: Sequence[str]) -> list[int]:
     return [FEATURES.index(f) for f in features]
 
 
+#: The frames a method may see the features in (:func:`~colliderlab.higgsml.features.
+#: canonical_frame`): "canonical" (azimuths relative to the tau, reflections fixed) or "lab"
+#: (the file's values).
+FRAMES = ("canonical", "lab")
+
+
 class Method:
-    """Base class: selects the method's columns out of the 30-feature matrix."""
+    """Base class: selects the method's columns out of the 30-feature matrix, in ``frame``."""
 
     name = "method"
 
-    def __init__(self, features: Sequence[str] = FEATURES, seed: int = 1) -> None:
+    def __init__(
+        self, features: Sequence[str] = FEATURES, seed: int = 1, frame: str = "lab"
+    ) -> None:
+        if frame not in FRAMES:
+            raise ConfigError(f"frame must be one of {FRAMES}; got {frame!r}.")
         self.features = tuple(features)
         self.seed = seed
+        self.frame = frame
 
     def _x(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=np.float64)
@@ -87,6 +109,8 @@ class Method:
                 f"{self.name}: expected a (n, {len(FEATURES)}) matrix of the HiggsML features; "
                 f"got shape {X.shape}."
             )
+        if self.frame == "canonical":
+            X = canonical_frame(X)
         return X[:, _columns(self.features)]
 
     def __repr__(self) -> str:
@@ -210,9 +234,10 @@ class BDT(Method):
         max_bin: int = 128,
         early_stopping: int = 30,
         n_jobs: int = 2,
+        frame: str = "canonical",
         seed: int = 1,
     ) -> None:
-        super().__init__(features, seed)
+        super().__init__(features, seed, frame)
         self.n_estimators = n_estimators
         self.max_depth = max_depth
         self.learning_rate = learning_rate
@@ -320,14 +345,15 @@ class DNN(Method):
         self,
         features: Sequence[str] = FEATURES,
         hidden: Sequence[int] = (128, 128, 128),
-        dropout: float = 0.1,
-        epochs: int = 40,
-        batch_size: int = 256,
+        dropout: float = 0.2,
+        epochs: int = 100,
+        batch_size: int = 64,
         lr: float = 1e-3,
         weight_decay: float = 1e-5,
+        frame: str = "canonical",
         seed: int = 1,
     ) -> None:
-        super().__init__(features, seed)
+        super().__init__(features, seed, frame)
         self.hidden = tuple(hidden)
         self.dropout = dropout
         self.epochs = epochs
@@ -436,13 +462,19 @@ class Ensemble(Method):
 
     name = "ensemble"
 
-    def __init__(self, features: Sequence[str] = FEATURES, n_dnn: int = 3, seed: int = 1) -> None:
-        super().__init__(features, seed)
+    def __init__(
+        self,
+        features: Sequence[str] = FEATURES,
+        n_dnn: int = 3,
+        frame: str = "canonical",
+        seed: int = 1,
+    ) -> None:
+        super().__init__(features, seed, frame)
         self.n_dnn = n_dnn
 
     def fit(self, X, y, w, X_val=None, y_val=None, w_val=None) -> Ensemble:
-        self.members_ = [BDT(self.features, seed=self.seed)] + [
-            DNN(self.features, seed=self.seed + k) for k in range(self.n_dnn)
+        self.members_ = [BDT(self.features, frame=self.frame, seed=self.seed)] + [
+            DNN(self.features, frame=self.frame, seed=self.seed + k) for k in range(self.n_dnn)
         ]
         for m in self.members_:
             m.fit(X, y, w, X_val, y_val, w_val)
