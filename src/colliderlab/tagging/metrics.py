@@ -571,13 +571,18 @@ def plot_roc(
     rejection) cannot be drawn on a log axis and are left out. The dashed line is a random
     classifier (1/eps_B = 1/eps_S). Returns ``path``.
     """
+    import matplotlib
+
     _check_named(curves, "curves")
     with _cms_style():
         fig, axes = _new_figure()
         ax = axes[0, 0]
         grid = np.linspace(0.01, 1.0, 200)
         ax.plot(grid, 1.0 / grid, ls="--", color="grey", label="random")
-        for name, curve in curves.items():
+        # the style's colour cycle is shorter than the model zoo: once it repeats, the line
+        # style changes, so that no two models look alike
+        colors = [c["color"] for c in matplotlib.rcParams["axes.prop_cycle"]] or ["k"]
+        for i, (name, curve) in enumerate(curves.items()):
             if len(curve) not in (2, 3):
                 raise ConfigError(
                     f"curves[{name!r}] must be (eps_b, eps_s), got a sequence of {len(curve)}"
@@ -590,7 +595,14 @@ def plot_roc(
                     "have the same length"
                 )
             keep = (eps_b > 0) & (eps_s > 0)
-            ax.plot(eps_s[keep], 1.0 / eps_b[keep], lw=2, label=str(name))
+            ax.plot(
+                eps_s[keep],
+                1.0 / eps_b[keep],
+                lw=2,
+                color=colors[i % len(colors)],
+                ls=("-", "-.", ":")[(i // len(colors)) % 3],
+                label=str(name),
+            )
         ax.set_yscale("log")
         ax.set_xlim(0.0, 1.0)
         ax.set_xlabel(r"signal efficiency $\varepsilon_S$")
