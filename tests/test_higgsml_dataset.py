@@ -9,7 +9,14 @@ import pytest
 
 from colliderlab.core.errors import ConfigError
 from colliderlab.higgsml.csvio import read_higgsml_csv
-from colliderlab.higgsml.dataset import SAMPLES, assign_sets, build_dataset, lep_had_fraction
+from colliderlab.higgsml.dataset import (
+    SAMPLES,
+    _draw_leading,
+    assign_sets,
+    build_dataset,
+    lep_had_fraction,
+    select_objects,
+)
 from colliderlab.higgsml.schema import FEATURES
 
 pytestmark = pytest.mark.slow
@@ -38,9 +45,20 @@ def test_signal_dataset(signal_only):
     meta = json.loads(path.with_suffix(".json").read_text())["samples"][0]
     n = len(data)
     assert meta["selected"] == n
-    # lepton + hadronic tau forced: ~8% of the events pass the preselection (lepton > 26 GeV
-    # from a tau decay is the main loss); 3-15% allowed
-    assert 0.03 < n / 1500 < 0.15, n
+    # the tag-rate function: each event weighted by the tag probability of its tau candidates
+    w = meta["sigma_pb"] * 1000 * 139 * lep_had_fraction() / 1500
+    tag = data.weight / w
+    assert (tag > 0).all()
+    assert (tag <= 1 + 1e-9).all()
+    # lepton + hadronic tau forced: ~8% of the events pass the preselection with the tau tag
+    # (lepton > 26 GeV from a tau decay is the main loss); 3-15% allowed. Most selected events
+    # have the visible tau as candidate (tag probability = efficiency 0.6): the weighted
+    # dataset holds ~1/0.6 more events than the tagged ones
+    expected = tag.sum()
+    assert 0.03 < expected / 1500 < 0.15, expected
+    assert meta["expected_events"] == pytest.approx(expected * w, rel=1e-9)
+    assert 1.3 < n / expected < 2.5, (n, expected)
+    assert np.median(tag) == pytest.approx(0.6, abs=0.01)
     assert (data.label == 1).all()
     assert set(data.process) == {"h_tautau"}
     # preselection thresholds
@@ -49,9 +67,6 @@ def test_signal_dataset(signal_only):
     assert (np.abs(col(data, "PRI_lep_eta")) < 2.5).all()
     jets = col(data, "PRI_jet_leading_pt")
     assert (jets[jets != -999] > 30).all()
-    # weights: sigma * L * 0.455 / N, summing to the expected selected events in 139 fb^-1
-    w = meta["sigma_pb"] * 1000 * 139 * lep_had_fraction() / 1500
-    np.testing.assert_allclose(data.weight, w, rtol=1e-9)
     # ggF + VBF H -> tautau at LO: sigma * B ~ 1-4 pb at 13.6 TeV
     assert 1.0 < meta["sigma_pb"] < 4.0
     # KaggleWeight: each set scaled to the full luminosity
@@ -112,3 +127,82 @@ def test_tau_charge_and_prongs_from_the_signal_cone(signal_only):
     # forced decays: tau+ (pid -15) is the hadronic one, so a matched tau has charge +1
     assert (charge == 1).mean() > 0.7
     assert (charge == -1).mean() < 0.05
+
+
+def test_draw_leading_tag_probabilities():
+    """The tag-rate function for known probabilities: two candidates of 0.5 give P(any) =
+    0.75 and the first is the leading tagged one in 2/3 of the draws; (0.01, 0.6) give 0.604."""
+    n = 40000
+    p = np.tile([0.5, 0.5], n)
+    pick, weight = _draw_leading(p, np.full(n, 2), np.random.default_rng(1))
+    np.testing.assert_allclose(weight, 0.75)
+    first = (pick % 2 == 0).mean()
+    assert first == pytest.approx(2 / 3, abs=4 * np.sqrt(2 / 9 / n))
+    pick, weight = _draw_leading(
+        np.array([0.01, 0.6, 0.0]), np.array([2, 1]), np.random.default_rng(2)
+    )
+    np.testing.assert_allclose(weight, [0.604, 0.0])
+
+
+def test_weighted_tau_tagging_reproduces_random_tags(signal_only):
+    """Tag-rate weighting against explicit random tagging of the same candidates, and against
+    the detector's own tags: same yields and the same tau pT spectrum."""
+    from colliderlab.detector.card import load_card
+    from colliderlab.io import Dataset
+
+    d, _ = signal_only
+    ev = Dataset(d / "higgsml" / "samples" / "h_tautau-1500-seed1" / "reco").read(vector=False)
+    cfg = load_card("generic_lhc").tau
+    sel = select_objects(ev, tau_tagging="weighted", tau_tag=cfg, rng=np.random.default_rng(3))
+    expected = sel["tag_weight"].sum()
+    # the detector's random tags: a Poisson-like count around the expectation (4 sigma)
+    detector = select_objects(ev)
+    assert abs(len(detector["index"]) - expected) < 4 * np.sqrt(expected)
+    # the same candidates tagged at random 200 times, the leading tagged one taken
+    replicas = _random_tag_replicas(ev, cfg, n=200, seed=4)
+    counts = np.array([len(r) for r in replicas])
+    assert counts.mean() == pytest.approx(expected, abs=4 * counts.std() / np.sqrt(len(counts)))
+    pt_random = np.concatenate(replicas)
+    pt_weighted = np.average(sel["tau"]["pt"], weights=sel["tag_weight"])
+    assert pt_weighted == pytest.approx(pt_random.mean(), rel=0.02)
+    with pytest.raises(ConfigError, match="tau_tagging"):
+        select_objects(ev, tau_tagging="fake")
+    with pytest.raises(ConfigError, match="tau_tag"):
+        select_objects(ev, tau_tagging="weighted")
+
+
+def _random_tag_replicas(ev, cfg, n, seed):
+    """Tau pT of the selected events for ``n`` random tag decisions of every candidate."""
+    import awkward as ak
+
+    from colliderlab.higgsml.dataset import Preselection, _dr, _tau_candidates
+
+    presel = Preselection()
+    cand = _tau_candidates(ev, cfg)
+    fields = ("pt", "eta", "phi", "charge")
+    leptons = ak.concatenate(
+        [ak.zip({k: ev.Electron[k] for k in fields}), ak.zip({k: ev.Muon[k] for k in fields})],
+        axis=1,
+    )
+    lep = ak.firsts(leptons)
+    ok_lep = ak.to_numpy(
+        ak.fill_none((ak.num(leptons) == 1) & (lep.pt > 26) & (abs(lep.eta) < 2.5), False)
+    )
+    cand, lep = cand[ok_lep], lep[ok_lep]
+    ok = (
+        (cand.pt > presel.tau_pt_min)
+        & (abs(cand.eta) < presel.tau_eta_max)
+        & (_dr(cand.eta, cand.phi, lep.eta, lep.phi) > presel.overlap_dr)
+        & ((cand.n_prongs == 1) | (cand.n_prongs == 3))
+        & (cand.charge == -lep.charge)
+    )
+    cand = cand[ok]
+    cand = cand[ak.argsort(cand.pt, ascending=False)]
+    p = np.where(ak.to_numpy(ak.flatten(cand.gen_matched)), cfg.efficiency, cfg.fake_rate)
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        tagged = ak.unflatten(rng.random(len(p)) < p, ak.num(cand))
+        lead = ak.firsts(cand[tagged])
+        out.append(ak.to_numpy(ak.drop_none(lead.pt)))
+    return out

@@ -14,6 +14,7 @@ def _dataset_path(args) -> Path:
         events_per_sample=args.events,
         seed=args.data_seed,
         lumi_fb=args.lumi,
+        tau_tagging=args.tau_tagging,
         workers=args.workers,
         scheduler=args.scheduler,
         progress=args.progress,
@@ -95,6 +96,13 @@ def add_parsers(dsub, tsub, esub) -> None:
         )
         p.add_argument("--lumi", type=float, default=139.0, help="luminosity in fb^-1 (139)")
         p.add_argument("--data-seed", type=int, default=1, help="seed of the dataset")
+        p.add_argument(
+            "--tau-tagging",
+            choices=("weighted", "random"),
+            default="weighted",
+            help="hadronic tau: every candidate weighted by its tag probability (weighted, the "
+            "default: ~100x more fake-tau background events) or the detector's random tags",
+        )
         p.add_argument("--workers", type=int, default=None)
         p.add_argument("--scheduler", default=None, metavar="ADDRESS")
         p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)

@@ -247,26 +247,29 @@ def energy_correlation_ratios(constituents: ak.Array) -> tuple[np.ndarray, np.nd
     return c2, d2
 
 
-def _taus(events, jets, jet_cands, pf_cands, card, rng) -> ak.Array:
-    """Hadronic taus: jets matched to a visible hadronic tau are tagged with the card's
-    efficiency, other jets with its fake rate."""
-    cfg = card.tau
-    vis = events.vistau
-    had = vis[vis.decay_mode >= 2]
-    vpt, veta, vphi = pt_eta_phi(had.px, had.py, had.pz)
+def tau_candidates(jets, jet_cands, pf_cands, vis_eta, vis_phi, cfg) -> ak.Array:
+    """Every jet as a hadronic-tau candidate, before the tag decision (events * jets).
+
+    ``jets`` (pt, eta, phi, mass), ``jet_cands`` (jet_index, pf_index: the jets' PF
+    constituents) and ``pf_cands`` (pt, eta, phi, charge) as the detector writes them;
+    ``vis_eta``, ``vis_phi`` the visible hadronic taus of the generator (events * taus); ``cfg``
+    the card's :class:`~colliderlab.detector.card.TauTag`. Fields: the jet's ``pt, eta, phi,
+    mass``; ``charge`` and ``n_prongs`` from the charged constituents above
+    ``cfg.track_pt_min`` within ``cfg.signal_cone`` of the jet axis; ``gen_matched`` (a visible
+    hadronic tau within ``cfg.dr``); ``jet_index``. The detector tags a candidate with
+    probability ``cfg.efficiency`` (matched) or ``cfg.fake_rate`` (not matched); an analysis
+    may instead weight every candidate by that probability (the tag-rate function of
+    :func:`colliderlab.higgsml.dataset.select_objects`).
+    """
     pairs = ak.cartesian(
         {
             "j": ak.zip({"eta": jets.eta, "phi": jets.phi}),
-            "t": ak.zip({"eta": veta, "phi": vphi, "pt": vpt}),
+            "t": ak.zip({"eta": vis_eta, "phi": vis_phi}),
         },
         nested=True,
     )
     dr2 = (pairs.j.eta - pairs.t.eta) ** 2 + delta_phi(pairs.j.phi, pairs.t.phi) ** 2
     matched = ak.fill_none(ak.any(dr2 < cfg.dr**2, axis=-1), False)
-    flat_match = ak.to_numpy(ak.flatten(matched))
-    prob = np.where(flat_match, cfg.efficiency, cfg.fake_rate)
-    tagged = ak.unflatten(rng.random(len(prob)) < prob, ak.num(jets))
-    sel = tagged & (jets.pt > cfg.pt_min) & (abs(jets.eta) < cfg.eta_max)
     # charge and prongs: the charged constituents above track_pt_min in the signal cone
     cpf = pf_cands[jet_cands.pf_index]
     jidx = jet_cands.jet_index
@@ -283,20 +286,32 @@ def _taus(events, jets, jet_cands, pf_cands, card, rng) -> ak.Array:
         for_ev, weights=flat_prong * ak.to_numpy(ak.flatten(cpf.charge)), minlength=n_jets
     )
     jet_prongs = np.bincount(for_ev, weights=flat_prong, minlength=n_jets)
-    charge = ak.unflatten(jet_charge.astype(np.int8), n)
-    prongs = ak.unflatten(jet_prongs.astype(np.int8), n)
     return ak.zip(
         {
-            "pt": jets.pt[sel],
-            "eta": jets.eta[sel],
-            "phi": jets.phi[sel],
-            "mass": jets.mass[sel],
-            "charge": charge[sel],
-            "n_prongs": prongs[sel],
-            "gen_matched": matched[sel],
-            "jet_index": ak.local_index(jets)[sel],
+            "pt": jets.pt,
+            "eta": jets.eta,
+            "phi": jets.phi,
+            "mass": jets.mass,
+            "charge": ak.unflatten(jet_charge.astype(np.int8), n),
+            "n_prongs": ak.unflatten(jet_prongs.astype(np.int8), n),
+            "gen_matched": matched,
+            "jet_index": ak.local_index(jets),
         }
     )
+
+
+def _taus(events, jets, jet_cands, pf_cands, card, rng) -> ak.Array:
+    """Hadronic taus: jets matched to a visible hadronic tau are tagged with the card's
+    efficiency, other jets with its fake rate."""
+    cfg = card.tau
+    vis = events.vistau
+    had = vis[vis.decay_mode >= 2]
+    _, veta, vphi = pt_eta_phi(had.px, had.py, had.pz)
+    cand = tau_candidates(jets, jet_cands, pf_cands, veta, vphi, cfg)
+    prob = np.where(ak.to_numpy(ak.flatten(cand.gen_matched)), cfg.efficiency, cfg.fake_rate)
+    tagged = ak.unflatten(rng.random(len(prob)) < prob, ak.num(jets))
+    sel = tagged & (jets.pt > cfg.pt_min) & (abs(jets.eta) < cfg.eta_max)
+    return cand[sel]
 
 
 def _gen_jets(events, r: float) -> ak.Array:

@@ -416,22 +416,20 @@ def plot_score_stacks(analyses: dict[str, dict], path: Path) -> Path | None:
         for ax, (name, h) in zip(axes, analyses.items(), strict=False):
             nb = len(h["signal"])
             x = np.arange(nb + 1)
-            bkgs = h["backgrounds"]
-            mplhep.histplot(
-                [np.asarray(v) for v in bkgs.values()],
-                x,
-                stack=True,
-                histtype="fill",
-                label=list(bkgs),
-                ax=ax,
-            )
-            mplhep.histplot(
-                10 * np.asarray(h["signal"]), x, color="k", lw=2, label="H -> tau tau x10", ax=ax
-            )
+            base = np.zeros(nb)
+            # stacked by hand: each process keeps its colour and legend entry in every panel
+            for i, (proc, v) in enumerate(h["backgrounds"].items()):
+                top = base + np.asarray(v, dtype=np.float64)
+                ax.stairs(top, x, baseline=base, fill=True, color=f"C{i}", label=proc)
+                base = top
+            ax.stairs(10 * np.asarray(h["signal"]), x, color="k", lw=2, label="H -> tau tau x10")
             ax.set_yscale("log")
-            ax.set_xlabel(f"{name} score bin (equal simulated background)")
+            ax.set_title(name, fontsize=20)
+            ax.set_xlabel("score bin (equal simulated background)")
             ax.set_ylabel("expected events")
-            ax.legend(fontsize=12)
+            ax.legend(
+                fontsize=14, loc="lower left", frameon=True, facecolor="white", framealpha=0.9
+            )
         for ax in axes[n:]:
             ax.set_visible(False)
         fig.tight_layout()
