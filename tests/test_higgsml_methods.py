@@ -163,6 +163,23 @@ def test_analysis_end_to_end(tmp_path):
     stamp = (tmp_path / "a" / "runs" / "bdt" / "result.json").stat().st_mtime_ns
     run_analysis(data, tmp_path / "a", methods=["cuts", "bdt"], seed=2, weight_scale=SCALE)
     assert (tmp_path / "a" / "runs" / "bdt" / "result.json").stat().st_mtime_ns == stamp
+    # another threshold rule re-thresholds the stored scores without training again
+    scores_stamp = (tmp_path / "a" / "runs" / "bdt" / "scores.npz").stat().st_mtime_ns
+    again = run_analysis(
+        data, tmp_path / "a", methods=["cuts", "bdt"], seed=2, weight_scale=SCALE, smooth=25
+    )["results"]["bdt"]
+    assert (tmp_path / "a" / "runs" / "bdt" / "scores.npz").stat().st_mtime_ns == scores_stamp
+    from colliderlab.higgsml.ams import best_threshold
+    from colliderlab.higgsml.analysis import prepare
+
+    val = split(prepare(data, weight_scale=SCALE), seed=2)[1]
+    s_val = np.load(tmp_path / "a" / "runs" / "bdt" / "scores.npz")["val"]
+    expected = best_threshold(
+        val.label, s_val, sample_weight=val.weight, smooth=25, min_background=20
+    )
+    assert again["smooth"] == 25
+    assert again["threshold"] == expected
+    assert again["auc_test"] == res["bdt"]["auc_test"]
 
 
 def test_analysis_needs_weights(tmp_path):

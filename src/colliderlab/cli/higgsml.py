@@ -48,7 +48,9 @@ def run_train(args) -> int:
     make_method(args.method)  # a bad name fails before any event is generated
     data, path = _data(args)
     out = Path(args.output or f"runs/higgsml/{args.method}-seed{args.seed}")
-    result = train_method(data, args.method, out, seed=args.seed, b_reg=args.b_reg)
+    result = train_method(
+        data, args.method, out, seed=args.seed, b_reg=args.b_reg, smooth=args.smooth
+    )
     print(json.dumps({"data": str(path), **result}, indent=2))
     return 0
 
@@ -68,6 +70,7 @@ def run_evaluate(args) -> int:
         methods=methods,
         seed=args.seed,
         b_reg=args.b_reg,
+        smooth=args.smooth,
         bkg_norm_unc=args.bkg_norm_unc,
         weight_scale=args.weight_scale,
         progress=args.progress,
@@ -120,6 +123,14 @@ def add_parsers(dsub, tsub, esub) -> None:
         "--seed", type=int, default=1, help="split (without KaggleSet) and training seed"
     )
     p.add_argument("--b-reg", type=float, default=10.0, help="AMS regularisation (10)")
+    p.add_argument(
+        "--smooth",
+        type=int,
+        default=0,
+        metavar="K",
+        help="choose the threshold on the running mean of the validation AMS curve over K "
+        "neighbouring thresholds (0: its highest point)",
+    )
     p.add_argument("-o", "--output", default=None, help="output directory")
     p.set_defaults(func="colliderlab.cli.higgsml:run_train")
 
@@ -138,6 +149,14 @@ def add_parsers(dsub, tsub, esub) -> None:
         type=float,
         default=1.0,
         help="multiply the weights (a slice of the challenge file: file rows / slice rows)",
+    )
+    p.add_argument(
+        "--smooth",
+        type=int,
+        default=0,
+        metavar="K",
+        help="choose the threshold on the running mean of the validation AMS curve over K "
+        "neighbouring thresholds (0: its highest point)",
     )
     p.add_argument("-o", "--output", default=None, help="output directory")
     p.set_defaults(func="colliderlab.cli.higgsml:run_evaluate")

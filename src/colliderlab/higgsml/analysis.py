@@ -82,6 +82,40 @@ def _weights(part: HiggsMLData) -> np.ndarray:
     return part.weight
 
 
+def _selection(
+    method: str,
+    s_val: np.ndarray,
+    s_test: np.ndarray,
+    val: HiggsMLData,
+    test: HiggsMLData,
+    b_reg: float,
+    smooth: int,
+) -> dict[str, Any]:
+    """Threshold (on the validation part), AMS and AUC of one method's scores."""
+    from colliderlab.tagging.metrics import auc
+
+    if method == "cuts":
+        threshold = 0.5
+    else:
+        threshold = float(
+            best_threshold(
+                val.label,
+                s_val,
+                sample_weight=val.weight,
+                b_reg=b_reg,
+                smooth=smooth,
+                min_background=MIN_BACKGROUND,
+            )
+        )
+    return {
+        "threshold": threshold,
+        "smooth": smooth,
+        "ams_val": float(ams_at(val.label, s_val, threshold, sample_weight=val.weight)),
+        "ams_test": float(ams_at(test.label, s_test, threshold, sample_weight=test.weight)),
+        "auc_test": float(auc(test.label, s_test, test.weight)),
+    }
+
+
 def run_method(
     method: str,
     parts: tuple[HiggsMLData, HiggsMLData, HiggsMLData],
@@ -89,21 +123,32 @@ def run_method(
     *,
     seed: int = 1,
     b_reg: float = 10.0,
+    smooth: int = 0,
     digest: str = "",
 ) -> dict[str, Any]:
-    """Train and score one method (reusing a finished run in ``out``)."""
-    from colliderlab.tagging.metrics import auc
+    """Train and score one method (reusing a finished run in ``out``).
 
+    ``smooth``: see :func:`~colliderlab.higgsml.ams.best_threshold`; a finished training is
+    re-thresholded from its stored scores when only ``smooth`` changed."""
+    from colliderlab.core.files import atomic_path
+
+    train, val, test = parts
     result_path = out / "result.json"
     if result_path.is_file():
         try:
             old = json.loads(result_path.read_text())
             if old.get("digest") == digest and (out / "scores.npz").is_file():
+                if old.get("smooth", 0) == smooth:
+                    return old
+                scores = np.load(out / "scores.npz")
+                old.update(
+                    _selection(method, scores["val"], scores["test"], val, test, b_reg, smooth)
+                )
+                write_json(result_path, old)
                 return old
-        except (OSError, ValueError):
+        except (OSError, ValueError, KeyError):
             pass
     out.mkdir(parents=True, exist_ok=True)
-    train, val, test = parts
     model = make_method(method, seed=seed)
     t0 = time.perf_counter()
     kwargs = {}
@@ -123,34 +168,17 @@ def run_method(
     train_s = time.perf_counter() - t0
     s_val = model.predict_score(val.features)
     s_test = model.predict_score(test.features)
-    if method == "cuts":
-        threshold = 0.5
-    else:
-        threshold = float(
-            best_threshold(
-                val.label,
-                s_val,
-                sample_weight=val.weight,
-                b_reg=b_reg,
-                min_background=MIN_BACKGROUND,
-            )
-        )
     result = {
         "method": method,
         "digest": digest,
         "features": METHOD_FEATURES.get(method, ""),
-        "threshold": threshold,
-        "ams_val": float(ams_at(val.label, s_val, threshold, sample_weight=val.weight)),
-        "ams_test": float(ams_at(test.label, s_test, threshold, sample_weight=test.weight)),
-        "auc_test": float(auc(test.label, s_test, test.weight)),
+        **_selection(method, s_val, s_test, val, test, b_reg, smooth),
         "train_s": train_s,
         "n_train": len(train),
     }
     if method == "cuts":
         result["selection"] = model.describe()
         result["ams_train"] = float(model.train_ams_)
-    from colliderlab.core.files import atomic_path
-
     with atomic_path(out / "scores.npz") as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, test=s_test, val=s_val)
@@ -165,6 +193,7 @@ def train_method(
     *,
     seed: int = 1,
     b_reg: float = 10.0,
+    smooth: int = 0,
 ) -> dict[str, Any]:
     """Train, threshold and score one method on ``data`` (as :func:`run_analysis` does for
     each of its methods), reusing a finished run in ``output``."""
@@ -172,7 +201,13 @@ def train_method(
     data = prepare(data)
     digest = _digest(data, method, seed, {"b_reg": b_reg})
     return run_method(
-        method, split(data, seed=seed), Path(output), seed=seed, b_reg=b_reg, digest=digest
+        method,
+        split(data, seed=seed),
+        Path(output),
+        seed=seed,
+        b_reg=b_reg,
+        smooth=smooth,
+        digest=digest,
     )
 
 
@@ -220,6 +255,7 @@ def run_analysis(
     methods: Sequence[str] = DEFAULT_METHODS,
     seed: int = 1,
     b_reg: float = 10.0,
+    smooth: int = 0,
     n_bins: int = 10,
     bkg_norm_unc: float = 0.1,
     weight_scale: float = 1.0,
@@ -230,6 +266,9 @@ def run_analysis(
 
     ``weight_scale`` multiplies every weight: a slice of the challenge file (whose weights
     are normalised to the whole file) needs (rows of the file) / (rows of the slice).
+    ``smooth = k`` chooses each threshold on the running mean of the validation AMS curve
+    over k neighbouring thresholds (:func:`~colliderlab.higgsml.ams.best_threshold`; 0: its
+    highest point); finished trainings are re-thresholded from their stored scores.
     """
     from pyhf.exceptions import FailedMinimization
     from tqdm.auto import tqdm
@@ -253,7 +292,9 @@ def run_analysis(
     for m in bar:
         bar.set_postfix_str(m)
         digest = _digest(data, m, seed, options)
-        results[m] = run_method(m, parts, out / "runs" / m, seed=seed, b_reg=b_reg, digest=digest)
+        results[m] = run_method(
+            m, parts, out / "runs" / m, seed=seed, b_reg=b_reg, smooth=smooth, digest=digest
+        )
         scores[m] = np.load(out / "runs" / m / "scores.npz")["test"]
     analyses = {
         LABELS.get(m, m): _hists(m, scores[m], test, results[m]["threshold"], n_bins)
