@@ -110,6 +110,17 @@ def add_parsers(dsub, tsub, esub) -> None:
         p.add_argument("--scheduler", default=None, metavar="ADDRESS")
         p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
 
+    def threshold_options(p):
+        p.add_argument("--b-reg", type=float, default=10.0, help="AMS regularisation (10)")
+        p.add_argument(
+            "--smooth",
+            type=int,
+            default=0,
+            metavar="K",
+            help="choose the threshold on the running mean of the validation AMS curve over "
+            "K neighbouring thresholds (0: its highest point)",
+        )
+
     p = dsub.add_parser("higgsml", help="the H -> tautau dataset (HiggsML features, CSV)")
     data_options(p, with_csv=False)
     p.set_defaults(func="colliderlab.cli.higgsml:run_dataset")
@@ -122,15 +133,7 @@ def add_parsers(dsub, tsub, esub) -> None:
     p.add_argument(
         "--seed", type=int, default=1, help="split (without KaggleSet) and training seed"
     )
-    p.add_argument("--b-reg", type=float, default=10.0, help="AMS regularisation (10)")
-    p.add_argument(
-        "--smooth",
-        type=int,
-        default=0,
-        metavar="K",
-        help="choose the threshold on the running mean of the validation AMS curve over K "
-        "neighbouring thresholds (0: its highest point)",
-    )
+    threshold_options(p)
     p.add_argument("-o", "--output", default=None, help="output directory")
     p.set_defaults(func="colliderlab.cli.higgsml:run_train")
 
@@ -140,7 +143,7 @@ def add_parsers(dsub, tsub, esub) -> None:
         "--methods", nargs="+", default=None, help="default: cuts bdt dnn dnn_low ensemble"
     )
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--b-reg", type=float, default=10.0, help="AMS regularisation (10)")
+    threshold_options(p)
     p.add_argument(
         "--bkg-norm-unc", type=float, default=0.1, help="background normalisation uncertainty"
     )
@@ -149,14 +152,6 @@ def add_parsers(dsub, tsub, esub) -> None:
         type=float,
         default=1.0,
         help="multiply the weights (a slice of the challenge file: file rows / slice rows)",
-    )
-    p.add_argument(
-        "--smooth",
-        type=int,
-        default=0,
-        metavar="K",
-        help="choose the threshold on the running mean of the validation AMS curve over K "
-        "neighbouring thresholds (0: its highest point)",
     )
     p.add_argument("-o", "--output", default=None, help="output directory")
     p.set_defaults(func="colliderlab.cli.higgsml:run_evaluate")
