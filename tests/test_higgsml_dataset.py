@@ -106,6 +106,8 @@ def test_bad_arguments(tmp_path):
         build_dataset(tmp_path, events_per_sample=3)
     with pytest.raises(ConfigError, match="lumi"):
         build_dataset(tmp_path, lumi_fb=-1)
+    with pytest.raises(ConfigError, match="Did you mean 'weighted'"):
+        build_dataset(tmp_path, tau_tagging="weigted")
 
 
 def test_tau_charge_and_prongs_from_the_signal_cone(signal_only):

@@ -146,6 +146,14 @@ def _dr(eta1, phi1, eta2, phi2):
 TAU_TAGGING = ("weighted", "random")
 
 
+def _check_tau_tagging(tau_tagging: str) -> None:
+    if tau_tagging not in TAU_TAGGING:
+        raise ConfigError(
+            f"tau_tagging must be one of {TAU_TAGGING}; got {tau_tagging!r}."
+            f"{did_you_mean(str(tau_tagging), TAU_TAGGING)}"
+        )
+
+
 def select_objects(
     events: ak.Array,
     presel: Preselection = Preselection(),
@@ -176,11 +184,7 @@ def select_objects(
     yields and distributions (tested against the random tags), ~1/fake-rate times more
     simulated events of the fake-tau backgrounds.
     """
-    if tau_tagging not in TAU_TAGGING:
-        raise ConfigError(
-            f"tau_tagging must be one of {TAU_TAGGING}; got {tau_tagging!r}."
-            f"{did_you_mean(str(tau_tagging), TAU_TAGGING)}"
-        )
+    _check_tau_tagging(tau_tagging)
     leptons = ak.concatenate(
         [
             ak.zip({k: events.Electron[k] for k in ("pt", "eta", "phi", "mass", "charge")}),
@@ -388,11 +392,7 @@ def build_dataset(
         raise ConfigError(f"events_per_sample must be at least 10; got {events_per_sample}.")
     if not lumi_fb > 0:
         raise ConfigError(f"lumi_fb must be a positive luminosity in fb^-1; got {lumi_fb}.")
-    if tau_tagging not in TAU_TAGGING:
-        raise ConfigError(
-            f"tau_tagging must be one of {TAU_TAGGING}; got {tau_tagging!r}."
-            f"{did_you_mean(str(tau_tagging), TAU_TAGGING)}"
-        )
+    _check_tau_tagging(tau_tagging)
     config = {
         "events_per_sample": events_per_sample,
         "seed": seed,
