@@ -300,3 +300,25 @@ def test_canonical_frame_and_frame_option_reject_bad_input():
         canonical_frame(np.zeros((4, 29)))
     with pytest.raises(ConfigError, match="frame"):
         DNN(frame="rest")
+
+
+def test_analysis_learning_curve_trains_on_a_fraction(tmp_path):
+    from colliderlab.higgsml.analysis import prepare, run_analysis
+
+    data = read_higgsml_csv(REAL)
+    full = len(split(prepare(data, weight_scale=SCALE), seed=2)[0])
+    res = run_analysis(
+        data,
+        tmp_path / "half",
+        methods=["cuts", "bdt"],
+        seed=2,
+        weight_scale=SCALE,
+        train_fraction=0.5,
+        progress=False,
+        plots=False,
+    )
+    assert res["results"]["bdt"]["n_train"] == round(0.5 * full)
+    assert res["n_events"]["train"] == round(0.5 * full)
+    assert res["n_events"]["test"] == len(split(prepare(data, weight_scale=SCALE), seed=2)[2])
+    with pytest.raises(ConfigError, match="train_fraction"):
+        run_analysis(data, tmp_path / "bad", methods=["cuts"], train_fraction=0.0)

@@ -71,6 +71,7 @@ def run_evaluate(args) -> int:
         seed=args.seed,
         b_reg=args.b_reg,
         smooth=args.smooth,
+        train_fraction=args.train_fraction,
         bkg_norm_unc=args.bkg_norm_unc,
         weight_scale=args.weight_scale,
         progress=args.progress,
@@ -152,6 +153,13 @@ def add_parsers(dsub, tsub, esub) -> None:
         type=float,
         default=1.0,
         help="multiply the weights (a slice of the challenge file: file rows / slice rows)",
+    )
+    p.add_argument(
+        "--train-fraction",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="train on a random fraction F of the training part (learning curves)",
     )
     p.add_argument("-o", "--output", default=None, help="output directory")
     p.set_defaults(func="colliderlab.cli.higgsml:run_evaluate")

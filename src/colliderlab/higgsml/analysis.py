@@ -256,6 +256,7 @@ def run_analysis(
     seed: int = 1,
     b_reg: float = 10.0,
     smooth: int = 0,
+    train_fraction: float = 1.0,
     n_bins: int = 10,
     bkg_norm_unc: float = 0.1,
     weight_scale: float = 1.0,
@@ -269,6 +270,8 @@ def run_analysis(
     ``smooth = k`` chooses each threshold on the running mean of the validation AMS curve
     over k neighbouring thresholds (:func:`~colliderlab.higgsml.ams.best_threshold`; 0: its
     highest point); finished trainings are re-thresholded from their stored scores.
+    ``train_fraction`` < 1 trains on a random subset of the training part (the same subset
+    for every method; validation and test parts unchanged): the learning curve of a method.
     """
     from pyhf.exceptions import FailedMinimization
     from tqdm.auto import tqdm
@@ -278,6 +281,12 @@ def run_analysis(
     out = Path(output)
     data = prepare(data, weight_scale=weight_scale)
     parts = split(data, seed=seed)
+    if not 0.0 < train_fraction <= 1.0:
+        raise ConfigError(f"train_fraction must be in (0, 1]; got {train_fraction}.")
+    if train_fraction < 1.0:
+        n_train = len(parts[0])
+        keep = np.random.default_rng(seed).permutation(n_train)[: round(train_fraction * n_train)]
+        parts = (parts[0].subset(np.sort(keep)), parts[1], parts[2])
     for name, part in zip(("training", "validation", "test"), parts, strict=True):
         if len(part) == 0 or part.label is None or not (part.label == 1).any():
             raise ConfigError(
@@ -287,7 +296,9 @@ def run_analysis(
     test = parts[2]
     results: dict[str, Any] = {}
     scores: dict[str, np.ndarray] = {}
-    options = {"b_reg": b_reg}
+    options: dict[str, Any] = {"b_reg": b_reg}
+    if train_fraction < 1.0:  # (absent otherwise: finished evaluations keep their digest)
+        options["train_fraction"] = train_fraction
     bar = tqdm(methods, desc="higgsml", unit="method", disable=progress is False)
     for m in bar:
         bar.set_postfix_str(m)
