@@ -86,6 +86,41 @@ def test_signal_dataset(signal_only):
     assert again.read_bytes() == path.read_bytes()
 
 
+def test_several_data_seeds_give_the_union_of_their_samples(signal_only):
+    """seed=(1, 2): the events of seed 1 then those of seed 2 (the seed-1 sample reused, not
+    regenerated), weighted by the mean cross section over all 3,000 generated events."""
+    d, path1 = signal_only
+    gen1 = d / "higgsml" / "samples" / "h_tautau-1500-seed1" / "gen"
+    stamps = {f: f.stat().st_mtime_ns for f in gen1.iterdir()}
+    path2 = build_dataset(d, events_per_sample=1500, seed=2, samples=SAMPLES[:1], workers=2)
+    both = build_dataset(d, events_per_sample=1500, seed=(1, 2), samples=SAMPLES[:1], workers=2)
+    assert both.name == "higgsml-1500-seed1+2.csv"
+    assert {f: f.stat().st_mtime_ns for f in gen1.iterdir()} == stamps
+    d1, d2, d12 = (read_higgsml_csv(p) for p in (path1, path2, both))
+    n1 = len(d1)
+    assert len(d12) == n1 + len(d2)
+    np.testing.assert_array_equal(d12.features[:n1], d1.features)
+    np.testing.assert_array_equal(d12.features[n1:], d2.features)
+    s1, s2, s12 = (
+        json.loads(p.with_suffix(".json").read_text())["samples"][0] for p in (path1, path2, both)
+    )
+    assert s12["generated"] == 3000
+    assert s12["sigma_pb"] == pytest.approx((s1["sigma_pb"] + s2["sigma_pb"]) / 2, rel=1e-12)
+    np.testing.assert_allclose(d12.weight[:n1], d1.weight * s12["sigma_pb"] / s1["sigma_pb"] / 2)
+    np.testing.assert_allclose(d12.weight[n1:], d2.weight * s12["sigma_pb"] / s2["sigma_pb"] / 2)
+    # the expected yield is the mean of the two estimates
+    assert s12["expected_events"] == pytest.approx(
+        (
+            s1["expected_events"] * s12["sigma_pb"] / s1["sigma_pb"]
+            + s2["expected_events"] * s12["sigma_pb"] / s2["sigma_pb"]
+        )
+        / 2,
+        rel=1e-9,
+    )
+    # and the two agree within 4 sigma (~120 effective events each: 13% on the difference)
+    assert s1["expected_events"] == pytest.approx(s2["expected_events"], rel=0.5)
+
+
 def test_assign_sets_keeps_class_totals():
     rng = np.random.default_rng(1)
     labels = (rng.random(1000) < 0.3).astype(np.int8)
@@ -108,6 +143,12 @@ def test_bad_arguments(tmp_path):
         build_dataset(tmp_path, lumi_fb=-1)
     with pytest.raises(ConfigError, match="Did you mean 'weighted'"):
         build_dataset(tmp_path, tau_tagging="weigted")
+    with pytest.raises(ConfigError, match="must differ"):
+        build_dataset(tmp_path, seed=(1, 1))
+    with pytest.raises(ConfigError, match="non-negative integers"):
+        build_dataset(tmp_path, seed=(1, -2))
+    with pytest.raises(ConfigError, match="at least one"):
+        build_dataset(tmp_path, seed=())
 
 
 def test_tau_charge_and_prongs_from_the_signal_cone(signal_only):

@@ -99,7 +99,14 @@ def add_parsers(dsub, tsub, esub) -> None:
             "--events", type=int, default=4000, help="events generated per sample (4000)"
         )
         p.add_argument("--lumi", type=float, default=139.0, help="luminosity in fb^-1 (139)")
-        p.add_argument("--data-seed", type=int, default=1, help="seed of the dataset")
+        p.add_argument(
+            "--data-seed",
+            type=int,
+            nargs="+",
+            default=[1],
+            help="seed of the dataset; several seeds: the union of their samples "
+            "(--events each; samples already generated are reused)",
+        )
         p.add_argument(
             "--tau-tagging",
             choices=("weighted", "random"),

@@ -49,7 +49,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -335,11 +335,29 @@ def _digest(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def _data_seeds(seed: int | Sequence[int]) -> tuple[int, ...]:
+    seeds = (seed,) if isinstance(seed, (int, np.integer)) else tuple(seed)
+    if not seeds:
+        raise ConfigError("give at least one data seed.")
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0:
+            raise ConfigError(f"data seeds must be non-negative integers; got {s!r}.")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(
+            f"data seeds must differ (the same seed gives the same events); got {list(seeds)}."
+        )
+    return tuple(int(s) for s in seeds)
+
+
 def dataset_path(
-    directory, events_per_sample: int, seed: int, tau_tagging: str = "weighted"
+    directory,
+    events_per_sample: int,
+    seed: int | Sequence[int],
+    tau_tagging: str = "weighted",
 ) -> Path:
     tag = "" if tau_tagging == "weighted" else f"-{tau_tagging}-tau"
-    return Path(directory) / "higgsml" / f"higgsml-{events_per_sample}-seed{seed}{tag}.csv"
+    seeds = "+".join(str(s) for s in _data_seeds(seed))
+    return Path(directory) / "higgsml" / f"higgsml-{events_per_sample}-seed{seeds}{tag}.csv"
 
 
 def assign_sets(labels: np.ndarray, weights: np.ndarray, seed: int):
@@ -364,7 +382,7 @@ def build_dataset(
     directory: str | os.PathLike[str] = "colliderlab-data",
     *,
     events_per_sample: int = 4000,
-    seed: int = 1,
+    seed: int | Sequence[int] = 1,
     lumi_fb: float = 139.0,
     card: str = "generic_lhc",
     presel: Preselection = Preselection(),
@@ -382,6 +400,12 @@ def build_dataset(
     Dask; a killed build resumes where it stopped, and the same arguments give the same file.
     ``tau_tagging`` (:data:`TAU_TAGGING`): how the hadronic tau enters, see
     :func:`select_objects`; with "weighted" the event weights include the tag probability.
+
+    ``seed`` may be a list of data seeds: the dataset is then the union of the samples
+    generated with each (``events_per_sample`` each, so ``seed=(1, 2)`` doubles the events
+    and reuses the samples already generated with seed 1); the cross section is the
+    event-weighted mean of the runs' estimates and the weights are divided by the total
+    number of generated events. The training/validation/test split is drawn with the first.
     """
     from colliderlab.detector.run import simulate
     from colliderlab.generate import GenerationConfig, generate
@@ -393,9 +417,11 @@ def build_dataset(
     if not lumi_fb > 0:
         raise ConfigError(f"lumi_fb must be a positive luminosity in fb^-1; got {lumi_fb}.")
     _check_tau_tagging(tau_tagging)
+    seeds = _data_seeds(seed)
     config = {
         "events_per_sample": events_per_sample,
-        "seed": seed,
+        # (one seed stays an int: the datasets built before seed lists keep their digest)
+        "seed": seeds[0] if len(seeds) == 1 else list(seeds),
         "lumi_fb": lumi_fb,
         "card": card,
         "presel": dataclasses.asdict(presel),
@@ -419,45 +445,51 @@ def build_dataset(
     with dask_client(workers, scheduler) as client:
         for k, sample in enumerate(samples):
             n = max(10, round(events_per_sample * sample.share))
-            out = base / f"{sample.name}-{n}-seed{seed}"
-            gconf = GenerationConfig(
-                process=sample.process,
-                n_events=n,
-                seed=seed * 1000 + k,
-                params=dict(sample.params),
-                settings=LEP_HAD_SETTINGS if sample.lep_had else (),
-                chunk_size=min(1000, n),
-            )
-            gen = generate(gconf, out / "gen", client=client, progress=progress)
-            reco = simulate(
-                out / "gen",
-                out / "reco",
-                card=card,
-                seed=seed + k,
-                client=client,
-                progress=progress,
-            )
-            sigma_pb, _ = gen.cross_section
-            if not sigma_pb > 0:
-                raise GenerationError(
-                    f"sample {sample.name!r}: Pythia reported no cross section; cannot weight it."
+            feats, sigmas, n_gen = [], [], []
+            for s in seeds:
+                out = base / f"{sample.name}-{n}-seed{s}"
+                gconf = GenerationConfig(
+                    process=sample.process,
+                    n_events=n,
+                    seed=s * 1000 + k,
+                    params=dict(sample.params),
+                    settings=LEP_HAD_SETTINGS if sample.lep_had else (),
+                    chunk_size=min(1000, n),
                 )
-            files = [Path(reco.directory) / c["file"] for c in reco.chunks]
-            seeds = [(seed, k, i) for i in range(len(files))]
-            futures = client.map(
-                chunk_features,
-                files,
-                seeds,
-                presel=presel,
-                mmc=mmc,
-                tau_tagging=tau_tagging,
-                card=card,
-                pure=False,
-            )
-            feats = client.gather(futures)
+                gen = generate(gconf, out / "gen", client=client, progress=progress)
+                reco = simulate(
+                    out / "gen",
+                    out / "reco",
+                    card=card,
+                    seed=s + k,
+                    client=client,
+                    progress=progress,
+                )
+                sigma_pb, _ = gen.cross_section
+                if not sigma_pb > 0:
+                    raise GenerationError(
+                        f"sample {sample.name!r} (seed {s}): Pythia reported no cross "
+                        "section; cannot weight it."
+                    )
+                sigmas.append(sigma_pb)
+                n_gen.append(gen.n_events)
+                files = [Path(reco.directory) / c["file"] for c in reco.chunks]
+                futures = client.map(
+                    chunk_features,
+                    files,
+                    [(s, k, i) for i in range(len(files))],
+                    presel=presel,
+                    mmc=mmc,
+                    tau_tagging=tau_tagging,
+                    card=card,
+                    pure=False,
+                )
+                feats.extend(client.gather(futures))
             merged = {key: np.concatenate([f[key] for f in feats]) for key in feats[0]}
             n_sel = len(merged["event"])
-            w = sigma_pb * 1000.0 * lumi_fb / gen.n_events
+            n_total = sum(n_gen)
+            sigma_pb = sigmas[0] if len(seeds) == 1 else float(np.dot(sigmas, n_gen) / n_total)
+            w = sigma_pb * 1000.0 * lumi_fb / n_total
             if sample.lep_had:
                 w *= lep_had_fraction()
             merged["weight"] = w * merged.pop("tag_weight")
@@ -468,7 +500,7 @@ def build_dataset(
                 {
                     "sample": sample.name,
                     "process": sample.process,
-                    "generated": gen.n_events,
+                    "generated": n_total,
                     "selected": n_sel,
                     "sigma_pb": sigma_pb,
                     "event_weight": w,
@@ -480,7 +512,7 @@ def build_dataset(
         raise GenerationError(
             "no event passed the preselection; generate more events (events_per_sample)."
         )
-    codes, kweight = assign_sets(allp["label"], allp["weight"], seed)
+    codes, kweight = assign_sets(allp["label"], allp["weight"], seeds[0])
     data = HiggsMLData(
         event_id=np.arange(len(codes), dtype=np.int64) + 100000,
         features=np.column_stack([allp[f] for f in FEATURES]),
