@@ -54,9 +54,15 @@ TINY = {
         "energy_hidden": (16,),
         "zero_mask": True,
     },
+    "flow_matching+iaf": {
+        "hidden": (32, 32),
+        "steps": 4,
+        "energy_model": "iaf",
+        "energy_hidden": (16,),
+    },
 }
-#: The contract tests run over every model and the VAE's options.
-VARIANTS = (*MODELS, "vae+flow", "vae+iaf", "vae+mask", "vae+flow+mask")
+#: The contract tests run over every model and the options with their own code paths.
+VARIANTS = (*MODELS, "vae+flow", "vae+iaf", "vae+mask", "vae+flow+mask", "flow_matching+iaf")
 
 
 class ToyGeometry:
@@ -317,14 +323,16 @@ def test_energy_features_map_back_to_the_layer_energies(geometry, data):
     assert bool((back[~filled] < prep.threshold).all())
 
 
-def test_energy_model_sets_the_layer_energies_of_the_samples(geometry, data):
+@pytest.mark.parametrize("variant", ["vae+iaf", "flow_matching+iaf"])
+def test_energy_model_sets_the_layer_energies_of_the_samples(variant, geometry, data):
     """With the energy model each layer of a sample carries the energy drawn by the flow
     (threshold 0: nothing is cut away)."""
     from colliderlab.calosim.models import _seeded
 
-    kwargs = {**TINY["vae+iaf"], "layer_sizes": layer_sizes(geometry), "threshold": 0.0}
+    kwargs = {**TINY[variant], "layer_sizes": layer_sizes(geometry), "threshold": 0.0}
     torch.manual_seed(0)
-    model = build_model(TrainConfig("vae", model_kwargs=kwargs), geometry.n_voxels)
+    name = variant.split("+")[0]
+    model = build_model(TrainConfig(name, model_kwargs=kwargs), geometry.n_voxels)
     model.prepare(*data).eval()
     energies = torch.tensor([1e3, 1e4, 1e5, 1e6])
     showers = model.sample(energies, seed=4)

@@ -293,6 +293,29 @@ class CaloModel(nn.Module):
         self.layer_sizes = self.preprocessing.layer_sizes
         self.features = self.preprocessing.features
         self.e_min, self.e_max = float(e_min), float(e_max)
+        self.energy: LayerEnergyFlow | None = None
+
+    def _add_energy_model(
+        self, kind: str | None, transforms: int, hidden: Sequence[int], bins: int
+    ) -> int:
+        """With ``kind`` ("flow", "iaf"), a :class:`LayerEnergyFlow` for the layer energies:
+        the model then generates only the normalised shapes (n_voxels features) given
+        ``[c, u]``. Returns the width of the model's context (1, or 1 + n_layers)."""
+        if kind is None:
+            return 1
+        self.energy = LayerEnergyFlow(len(self.layer_sizes), kind, transforms, hidden, bins)
+        return 1 + len(self.layer_sizes)
+
+    def _energy_terms(
+        self, energies: torch.Tensor, showers: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Standardised, dequantised layer-energy features u (B, n_layers) of the showers and
+        the energy flow's negative log-likelihood per layer (batch mean)."""
+        assert self.energy is not None
+        prep = self.preprocessing
+        u = self.energy.features(prep.layer_energies(showers), energies, prep.threshold, True)
+        c = self.condition(energies)
+        return u, -self.energy.log_prob(u, c).mean() / self.energy.n_layers
 
     # -- conditioning and data --------------------------------------------------------------
     def condition(self, energies: torch.Tensor) -> torch.Tensor:
@@ -327,6 +350,9 @@ class CaloModel(nn.Module):
         """Fit the preprocessing on training data: energies (N,) MeV, showers (N, n_voxels)."""
         e, x = self._check(energies, showers)
         self.preprocessing.fit(e, x)
+        if self.energy is not None:
+            prep = self.preprocessing
+            self.energy.fit(prep.layer_energies(x), e, prep.threshold)
         return self
 
     # -- training ---------------------------------------------------------------------------
@@ -364,11 +390,22 @@ class CaloModel(nn.Module):
 
         ``seed`` makes the draw reproducible without touching the global random stream. Runs
         under ``torch.inference_mode`` (no autograd bookkeeping): the showers are read-only
-        outside of it (copy them with ``clone()`` to modify them in place)."""
+        outside of it (copy them with ``clone()`` to modify them in place).
+
+        With an energy model: the layer energies u from the flow, then the shapes given
+        ``[c, u]``, each layer's shape scaled to its energy."""
         (e,) = self._check(energies)
+        if self.energy is None:
+            with _seeded(seed):
+                y = self.generate(self.condition(e))
+            return self.preprocessing.inverse(y, e)
         with _seeded(seed):
-            y = self.generate(self.condition(e))
-        return self.preprocessing.inverse(y, e)
+            c = self.condition(e)
+            u = self.energy.sample(c)
+            y = self.generate(torch.cat([c, u], 1))
+        prep, n = self.preprocessing, self.n_voxels
+        v = y.mul_(prep.std[:n]).add_(prep.mean[:n])  # y is this call's own tensor
+        return prep.compose(v, self.energy.layers(u, e), inplace=True)
 
     def extra_repr(self) -> str:
         return (
@@ -581,26 +618,14 @@ class CaloVAE(CaloModel):
         hidden = tuple(int(h) for h in hidden)
         self.latent_dim, self.beta, self.min_sigma = int(latent_dim), float(beta), min_sigma
         self.sample_noise = float(sample_noise)
-        self.energy: LayerEnergyFlow | None = None
-        n_out, n_context = self.features, 1
-        if energy_model is not None:
-            self.energy = LayerEnergyFlow(
-                len(self.layer_sizes), energy_model, energy_transforms, energy_hidden, energy_bins
-            )
-            n_out, n_context = self.n_voxels, 1 + len(self.layer_sizes)
+        n_context = self._add_energy_model(
+            energy_model, energy_transforms, energy_hidden, energy_bins
+        )
+        n_out = self.features if self.energy is None else self.n_voxels
         self.encoder = _mlp([n_out + n_context, *hidden, 2 * self.latent_dim])
         n_mask = self.n_voxels if zero_mask else 0
         self.decoder = _mlp([self.latent_dim + n_context, *reversed(hidden), n_out + n_mask])
         self.rho = nn.Parameter(torch.zeros(n_out))
-
-    @torch.no_grad()
-    def prepare(self, energies: Any, showers: Any) -> CaloVAE:
-        super().prepare(energies, showers)
-        if self.energy is not None:
-            e, x = self._check(energies, showers)
-            prep = self.preprocessing
-            self.energy.fit(prep.layer_energies(x), e, prep.threshold)
-        return self
 
     def encode(self, y: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """y (B, D), c (B, 1) (with the energy model: (B, 1 + n_layers)) -> (mu, log_var),
@@ -637,9 +662,7 @@ class CaloVAE(CaloModel):
         filled = showers > 0
         if self.energy is None:
             return self._elbo(y, c, filled)
-        prep = self.preprocessing
-        u = self.energy.features(prep.layer_energies(showers), energies, prep.threshold, True)
-        nll = -self.energy.log_prob(u, c).mean() / self.energy.n_layers
+        u, nll = self._energy_terms(energies, showers)
         return self._elbo(y[:, : self.n_voxels], torch.cat([c, u], 1), filled) + nll
 
     def generate(self, c: torch.Tensor) -> torch.Tensor:
@@ -656,21 +679,6 @@ class CaloVAE(CaloModel):
             sigma = self.min_sigma + nn.functional.softplus(self.rho)
             y = y.addcmul(torch.randn_like(y), self.sample_noise * sigma)
         return y
-
-    @torch.inference_mode()
-    def sample(self, energies: Any, *, seed: int | None = None) -> torch.Tensor:
-        if self.energy is None:
-            return super().sample(energies, seed=seed)
-        (e,) = self._check(energies)
-        with _seeded(seed):
-            c = self.condition(e)
-            u = self.energy.sample(c)
-            y = self.generate(torch.cat([c, u], 1))
-        prep, n = self.preprocessing, self.n_voxels
-        v = y.mul_(prep.std[:n]).add_(prep.mean[:n])  # y is this call's own tensor
-        return prep.compose(v, self.energy.layers(u, e), inplace=True)
-
-    sample.__doc__ = CaloModel.sample.__doc__
 
 
 # --------------------------------------------------------------------------------------------
@@ -896,6 +904,15 @@ class CaloFlowMatching(CaloModel):
     on ``y_t = (1 - t) y_0 + t y_1`` (y_0 ~ N(0, 1), y_1 the preprocessed, dequantised shower,
     t ~ U(0, 1)) to regress ``y_1 - y_0`` (loss: mean squared error). ``sample`` integrates
     dy/dt = v from t = 0 to 1 with ``steps`` midpoint steps (2 * steps network passes).
+    The empty voxels are the dequantised floor of the shape logits, far below the filled ones:
+    the flow carries them as a mode of their own and samples below the floor read out empty.
+
+    ``energy_model`` (``"flow"`` or ``"iaf"``), as in :class:`CaloVAE`: a
+    :class:`LayerEnergyFlow` learns the layer energies given E_inc and the flow matching
+    only the normalised shapes (D = n_voxels) given ``[c, u]``; the loss is the sum of the
+    two. Unlike the VAE's independent per-voxel noise, the flow maps one Gaussian draw to the
+    whole shower: its fluctuations are correlated between voxels.
+
     Default (hidden (256, 256, 256), 16 steps) on 368 voxels in 5 layers: about 3.3e5
     parameters.
     """
@@ -909,6 +926,10 @@ class CaloFlowMatching(CaloModel):
         hidden: Sequence[int] = (256, 256, 256),
         steps: int = 16,
         n_frequencies: int = 8,
+        energy_model: str | None = None,
+        energy_transforms: int = 3,
+        energy_hidden: Sequence[int] = (64, 64),
+        energy_bins: int = 8,
         e_min: float = E_MIN_MEV,
         e_max: float = E_MAX_MEV,
         threshold: float | None = None,
@@ -920,27 +941,40 @@ class CaloFlowMatching(CaloModel):
         self.register_buffer(
             "frequencies", math.pi * 2.0 ** torch.arange(int(n_frequencies), dtype=torch.float32)
         )
-        n_in = self.features + 1 + 2 * int(n_frequencies)
-        self.velocity = _mlp([n_in, *hidden, self.features])
+        n_context = self._add_energy_model(
+            energy_model, energy_transforms, energy_hidden, energy_bins
+        )
+        self.n_out = self.features if self.energy is None else self.n_voxels
+        n_in = self.n_out + n_context + 2 * int(n_frequencies)
+        self.velocity = _mlp([n_in, *hidden, self.n_out])
 
     def field(self, y: torch.Tensor, t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """y (B, D), t (B, 1) in [0, 1], c (B, 1) -> velocity (B, D)."""
+        """y (B, D), t (B, 1) in [0, 1], c (B, 1) (with the energy model (B, 1 + n_layers))
+        -> velocity (B, D)."""
         angle = t * self.frequencies
         return self.velocity(torch.cat([y, c, torch.sin(angle), torch.cos(angle)], 1))
 
     def loss(self, energies: torch.Tensor, showers: torch.Tensor) -> torch.Tensor:
-        """Mean squared error of the velocity (per feature)."""
+        """Mean squared error of the velocity (per feature); with the energy model plus the
+        energy flow's negative log-likelihood per layer."""
         c = self.condition(energies)
         y1 = self.preprocessing(energies, showers, dequantise=True)
+        nll = None
+        if self.energy is not None:
+            u, nll = self._energy_terms(energies, showers)
+            y1, c = y1[:, : self.n_voxels], torch.cat([c, u], 1)
         y0 = torch.randn_like(y1)
         t = torch.rand(y1.shape[0], 1, device=y1.device)
-        return ((self.field((1 - t) * y0 + t * y1, t, c) - (y1 - y0)) ** 2).mean()
+        mse = ((self.field((1 - t) * y0 + t * y1, t, c) - (y1 - y0)) ** 2).mean()
+        return mse if nll is None else mse + nll
 
     def generate(self, c: torch.Tensor) -> torch.Tensor:
-        y = torch.randn(c.shape[0], self.features, device=c.device)
+        """c (B, 1) -> y (B, D); with the energy model c is (B, 1 + n_layers) (c and u) and
+        y the shape part (B, n_voxels)."""
+        y = torch.randn(c.shape[0], self.n_out, device=c.device)
         dt = 1.0 / self.steps
         for i in range(self.steps):
-            t = torch.full_like(c, i * dt)
+            t = torch.full_like(c[:, :1], i * dt)
             half = y + 0.5 * dt * self.field(y, t, c)
             y = y + dt * self.field(half, t + 0.5 * dt, c)
         return y
