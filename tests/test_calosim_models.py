@@ -60,9 +60,26 @@ TINY = {
         "energy_model": "iaf",
         "energy_hidden": (16,),
     },
+    "flow_matching+occupancy": {"hidden": (32, 32), "steps": 4, "occupancy": True},
+    "flow_matching+iaf+occupancy": {
+        "hidden": (32, 32),
+        "steps": 4,
+        "energy_model": "iaf",
+        "energy_hidden": (16,),
+        "occupancy": True,
+    },
 }
 #: The contract tests run over every model and the options with their own code paths.
-VARIANTS = (*MODELS, "vae+flow", "vae+iaf", "vae+mask", "vae+flow+mask", "flow_matching+iaf")
+VARIANTS = (
+    *MODELS,
+    "vae+flow",
+    "vae+iaf",
+    "vae+mask",
+    "vae+flow+mask",
+    "flow_matching+iaf",
+    "flow_matching+occupancy",
+    "flow_matching+iaf+occupancy",
+)
 
 
 class ToyGeometry:
@@ -355,6 +372,28 @@ def test_energy_model_options_are_checked_and_the_plain_vae_keeps_its_weights(ge
     # checkpoints written before the energy model load into the plain VAE unchanged
     assert not any(k.startswith("energy") for k in plain.state_dict())
     assert plain.decoder[-1].out_features == plain.features
+
+
+@pytest.mark.parametrize("variant", ["flow_matching+occupancy", "flow_matching+iaf+occupancy"])
+def test_flow_matching_occupancy_channels_round_trip(variant, geometry, data):
+    """The occupancy target (filled +-1, shape logits standardised over the filled voxels)
+    decodes back to the same showers, empty voxels included; the filled channels are
+    standardised (mean 0, std 1 over the filled entries of each voxel)."""
+    model = _model(variant, geometry, data)
+    energies, showers = (torch.as_tensor(a) for a in data)
+    prep, n = model.preprocessing, model.n_voxels
+    target = model.encode_occupancy(prep(energies, showers), showers)
+    assert target.shape == (len(energies), 2 * n + len(model.layer_sizes) + 1)
+    filled = showers > 0
+    torch.testing.assert_close(target[:, :n], 2.0 * filled.float() - 1.0)
+    assert bool((target[:, n : 2 * n][~filled] == 0).all())
+    often = filled.sum(0) > 50
+    shape = target[:, n : 2 * n]
+    means = (shape * filled).sum(0)[often] / filled.sum(0)[often]
+    torch.testing.assert_close(means, torch.zeros_like(means), atol=1e-3, rtol=0)
+    back = prep.inverse(model.decode_occupancy(target), energies)
+    torch.testing.assert_close(back, showers, rtol=1e-3, atol=1e-2)  # MeV
+    assert bool((back[~filled] == 0).all())
 
 
 @pytest.mark.parametrize("energy_model", [None, "iaf"])
