@@ -378,6 +378,48 @@ def assign_sets(labels: np.ndarray, weights: np.ndarray, seed: int):
     return codes, kw
 
 
+def _simulated_sample(
+    client, sample, k, n, seed, base, card, presel, mmc, tau_tagging, progress
+) -> tuple[list[dict[str, np.ndarray]], float, int]:
+    """Generate (or find) ``n`` events of ``sample`` (number ``k``) with data seed ``seed`` in
+    ``base``, simulate them and compute the features per chunk on Dask; returns the
+    features of each chunk, Pythia's cross section (pb) and the number of generated events."""
+    from colliderlab.detector.run import simulate
+    from colliderlab.generate import GenerationConfig, generate
+
+    out = base / f"{sample.name}-{n}-seed{seed}"
+    gconf = GenerationConfig(
+        process=sample.process,
+        n_events=n,
+        seed=seed * 1000 + k,
+        params=dict(sample.params),
+        settings=LEP_HAD_SETTINGS if sample.lep_had else (),
+        chunk_size=min(1000, n),
+    )
+    gen = generate(gconf, out / "gen", client=client, progress=progress)
+    reco = simulate(
+        out / "gen", out / "reco", card=card, seed=seed + k, client=client, progress=progress
+    )
+    sigma_pb, _ = gen.cross_section
+    if not sigma_pb > 0:
+        raise GenerationError(
+            f"sample {sample.name!r} (seed {seed}): Pythia reported no cross section; "
+            "cannot weight it."
+        )
+    files = [Path(reco.directory) / c["file"] for c in reco.chunks]
+    futures = client.map(
+        chunk_features,
+        files,
+        [(seed, k, i) for i in range(len(files))],
+        presel=presel,
+        mmc=mmc,
+        tau_tagging=tau_tagging,
+        card=card,
+        pure=False,
+    )
+    return client.gather(futures), sigma_pb, gen.n_events
+
+
 def build_dataset(
     directory: str | os.PathLike[str] = "colliderlab-data",
     *,
@@ -407,8 +449,6 @@ def build_dataset(
     event-weighted mean of the runs' estimates and the weights are divided by the total
     number of generated events. The training/validation/test split is drawn with the first.
     """
-    from colliderlab.detector.run import simulate
-    from colliderlab.generate import GenerationConfig, generate
     from colliderlab.higgsml.csvio import HiggsMLData, write_higgsml_csv
     from colliderlab.io.chunked import dask_client
 
@@ -447,44 +487,12 @@ def build_dataset(
             n = max(10, round(events_per_sample * sample.share))
             feats, sigmas, n_gen = [], [], []
             for s in seeds:
-                out = base / f"{sample.name}-{n}-seed{s}"
-                gconf = GenerationConfig(
-                    process=sample.process,
-                    n_events=n,
-                    seed=s * 1000 + k,
-                    params=dict(sample.params),
-                    settings=LEP_HAD_SETTINGS if sample.lep_had else (),
-                    chunk_size=min(1000, n),
+                f, sigma_pb, generated = _simulated_sample(
+                    client, sample, k, n, s, base, card, presel, mmc, tau_tagging, progress
                 )
-                gen = generate(gconf, out / "gen", client=client, progress=progress)
-                reco = simulate(
-                    out / "gen",
-                    out / "reco",
-                    card=card,
-                    seed=s + k,
-                    client=client,
-                    progress=progress,
-                )
-                sigma_pb, _ = gen.cross_section
-                if not sigma_pb > 0:
-                    raise GenerationError(
-                        f"sample {sample.name!r} (seed {s}): Pythia reported no cross "
-                        "section; cannot weight it."
-                    )
+                feats.extend(f)
                 sigmas.append(sigma_pb)
-                n_gen.append(gen.n_events)
-                files = [Path(reco.directory) / c["file"] for c in reco.chunks]
-                futures = client.map(
-                    chunk_features,
-                    files,
-                    [(s, k, i) for i in range(len(files))],
-                    presel=presel,
-                    mmc=mmc,
-                    tau_tagging=tau_tagging,
-                    card=card,
-                    pure=False,
-                )
-                feats.extend(client.gather(futures))
+                n_gen.append(generated)
             merged = {key: np.concatenate([f[key] for f in feats]) for key in feats[0]}
             n_sel = len(merged["event"])
             n_total = sum(n_gen)
