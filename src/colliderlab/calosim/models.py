@@ -419,6 +419,9 @@ class CaloModel(nn.Module):
 # Layer energies given the incident energy (CaloFlow's flow I)
 # --------------------------------------------------------------------------------------------
 
+#: Priors of the VAE's latent space: N(0, 1), or a conditional MAF learned with the VAE.
+LATENT_PRIORS = ("normal", "flow")
+
 #: Kinds of :class:`LayerEnergyFlow`: spline MAF (accurate) or affine IAF (fast sampling).
 ENERGY_MODELS = ("flow", "iaf")
 
@@ -585,6 +588,19 @@ class CaloVAE(CaloModel):
     shapes given u, and scales each layer's shape to its energy. Sampling cost: the decoder
     plus the flow (``"iaf"``: one pass per transform; ``"flow"``: n_layers passes).
 
+    ``conditional_sigma``: the width of the Gaussian of each feature depends on z and the
+    context (the decoder gives an offset to rho per shower): the shape fluctuations of a
+    1 GeV shower (a few hundred spots) are several times those of a 1 TeV one, which one
+    width per feature cannot follow.
+
+    ``latent_prior="flow"``: the prior of z is a conditional masked autoregressive flow (zuko
+    MAF, ``prior_transforms`` affine transforms of ``prior_hidden``, context as the decoder's)
+    learned with the VAE, instead of N(0, 1) (a learned prior, as in the variational lossy
+    autoencoder, arXiv:1611.02731): the KL term becomes E_q[log q(z)] - log p(z | c) at the
+    drawn z, and ``sample`` draws z from the flow (latent_dim passes per transform). The prior
+    follows the aggregate posterior, so z can carry the shower-to-shower fluctuations (with a
+    small ``beta``) without the samples missing the region the decoder was trained on.
+
     D = n_voxels + n_layers + 1. Default (hidden (256, 128), latent 16) on 368 voxels in 5 layers:
     about 2.7e5 parameters (``hidden=(64, 32)``: 5e4, sampling about 3x faster).
     """
@@ -605,16 +621,25 @@ class CaloVAE(CaloModel):
         energy_hidden: Sequence[int] = (64, 64),
         energy_bins: int = 8,
         zero_mask: bool = False,
+        latent_prior: str = "normal",
+        prior_transforms: int = 3,
+        conditional_sigma: bool = False,
+        prior_hidden: Sequence[int] = (64, 64),
         e_min: float = E_MIN_MEV,
         e_max: float = E_MAX_MEV,
         threshold: float | None = None,
     ) -> None:
         super().__init__(n_voxels, layer_sizes, e_min, e_max, threshold)
+        if latent_prior not in LATENT_PRIORS:
+            raise ConfigError(f"latent_prior must be one of {LATENT_PRIORS}; got {latent_prior!r}.")
+        if int(prior_transforms) < 1:
+            raise ConfigError(f"prior_transforms must be >= 1; got {prior_transforms}.")
         if not float(sample_noise) >= 0:
             raise ConfigError(f"sample_noise must be >= 0; got {sample_noise}.")
-        if not isinstance(zero_mask, bool):
-            raise ConfigError(f"zero_mask must be true or false; got {zero_mask!r}.")
-        self.zero_mask = zero_mask
+        for name, flag in (("zero_mask", zero_mask), ("conditional_sigma", conditional_sigma)):
+            if not isinstance(flag, bool):
+                raise ConfigError(f"{name} must be true or false; got {flag!r}.")
+        self.zero_mask, self.conditional_sigma = zero_mask, conditional_sigma
         hidden = tuple(int(h) for h in hidden)
         self.latent_dim, self.beta, self.min_sigma = int(latent_dim), float(beta), min_sigma
         self.sample_noise = float(sample_noise)
@@ -624,8 +649,22 @@ class CaloVAE(CaloModel):
         n_out = self.features if self.energy is None else self.n_voxels
         self.encoder = _mlp([n_out + n_context, *hidden, 2 * self.latent_dim])
         n_mask = self.n_voxels if zero_mask else 0
-        self.decoder = _mlp([self.latent_dim + n_context, *reversed(hidden), n_out + n_mask])
+        n_sigma = n_out if conditional_sigma else 0
+        self.decoder = _mlp(
+            [self.latent_dim + n_context, *reversed(hidden), n_out + n_mask + n_sigma]
+        )
         self.rho = nn.Parameter(torch.zeros(n_out))
+        self.latent_prior = latent_prior
+        self.prior: nn.Module | None = None
+        if latent_prior == "flow":
+            import zuko
+
+            self.prior = zuko.flows.MAF(
+                self.latent_dim,
+                context=n_context,
+                transforms=int(prior_transforms),
+                hidden_features=tuple(int(h) for h in prior_hidden),
+            )
 
     def encode(self, y: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """y (B, D), c (B, 1) (with the energy model: (B, 1 + n_layers)) -> (mu, log_var),
@@ -635,24 +674,44 @@ class CaloVAE(CaloModel):
 
     def decode(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """z (B, latent_dim), c as in :meth:`encode` -> mean of y (B, D); with ``zero_mask``
-        followed by the logits (B, n_voxels) of each voxel being filled."""
+        followed by the logits (B, n_voxels) of each voxel being filled, with
+        ``conditional_sigma`` then by the offsets (B, D) of the noise parameter rho."""
         return self.decoder(torch.cat([z, c], 1))
+
+    def _sigma(self, out: torch.Tensor) -> torch.Tensor:
+        """Decoder output (B, ...) -> width of the Gaussian of each feature: (D,), or (B, D)
+        with ``conditional_sigma``."""
+        rho = self.rho
+        if self.conditional_sigma:
+            rho = rho + out[:, out.shape[1] - rho.shape[0] :]
+        return self.min_sigma + nn.functional.softplus(rho)
 
     def _elbo(self, y: torch.Tensor, c: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
         """Negative ELBO per feature of y (B, D) given c; ``filled`` (B, n_voxels): the
         voxels with energy (with ``zero_mask`` only those enter the Gaussian likelihood)."""
         mu, log_var = self.encode(y, c)
         z = mu + torch.exp(0.5 * log_var) * torch.randn_like(mu)
-        sigma = self.min_sigma + nn.functional.softplus(self.rho)
         out = self.decode(z, c)
+        sigma = self._sigma(out)
         d = y.shape[1]
         nll = 0.5 * ((y - out[:, :d]) / sigma) ** 2 + torch.log(sigma)
         if self.zero_mask:
             n, f = self.n_voxels, filled.to(y.dtype)
-            bce = nn.functional.binary_cross_entropy_with_logits(out[:, d:], f, reduction="none")
+            logits = out[:, d : d + n]
+            bce = nn.functional.binary_cross_entropy_with_logits(logits, f, reduction="none")
             nll = torch.cat([nll[:, :n] * f + bce, nll[:, n:]], dim=1)
-        kl = 0.5 * (mu**2 + log_var.exp() - 1.0 - log_var)
-        return (nll.sum(1) + self.beta * kl.sum(1)).mean() / d
+        return (nll.sum(1) + self.beta * self._kl(mu, log_var, z, c)).mean() / d
+
+    def _kl(
+        self, mu: torch.Tensor, log_var: torch.Tensor, z: torch.Tensor, c: torch.Tensor
+    ) -> torch.Tensor:
+        """KL(q(z | y, c) || p(z | c)) per shower (B,): exact for the N(0, 1) prior; with the
+        flow prior E_q[log q] (exact: minus the entropy of q) - log p(z | c) at the drawn z
+        (an unbiased one-draw estimate)."""
+        if self.prior is None:
+            return (0.5 * (mu**2 + log_var.exp() - 1.0 - log_var)).sum(1)
+        neg_entropy = -0.5 * (1.0 + math.log(2 * math.pi) + log_var).sum(1)
+        return neg_entropy - self.prior(c).log_prob(z)
 
     def loss(self, energies: torch.Tensor, showers: torch.Tensor) -> torch.Tensor:
         """Negative ELBO per feature (nats), batch mean; with the energy model plus the
@@ -668,16 +727,19 @@ class CaloVAE(CaloModel):
     def generate(self, c: torch.Tensor) -> torch.Tensor:
         """c (B, 1) -> y (B, D); with the energy model c is (B, 1 + n_layers) (c and u) and
         y the shape part (B, n_voxels)."""
-        z = torch.randn(c.shape[0], self.latent_dim, device=c.device)
-        y = self.decode(z, c)
+        if self.prior is None:
+            z = torch.randn(c.shape[0], self.latent_dim, device=c.device)
+        else:
+            z = torch.nan_to_num(self.prior(c).sample(), nan=0.0, posinf=0.0, neginf=0.0)
+        out = self.decode(z, c)
         d = self.rho.shape[0]
+        y = out[:, :d].contiguous() if out.shape[1] > d else out
         if self.zero_mask:  # empty voxels: a logit of -inf, which reads out as zero
-            y, logits = y[:, :d].contiguous(), y[:, d:]
+            logits = out[:, d : d + self.n_voxels]
             empty = torch.rand_like(logits) >= torch.sigmoid(logits)
             y[:, : self.n_voxels].masked_fill_(empty, -math.inf)
         if self.sample_noise > 0:
-            sigma = self.min_sigma + nn.functional.softplus(self.rho)
-            y = y.addcmul(torch.randn_like(y), self.sample_noise * sigma)
+            y = y.addcmul(torch.randn_like(y), self.sample_noise * self._sigma(out))
         return y
 
 
