@@ -54,11 +54,13 @@ TINY = {
         "energy_hidden": (16,),
         "zero_mask": True,
     },
-    "vae+mask+sigma": {
+    "vae+mask+sigma+iafprior": {
         "hidden": (32,),
         "latent_dim": 4,
         "zero_mask": True,
         "conditional_sigma": True,
+        "latent_prior": "iaf",
+        "prior_hidden": (16,),
     },
     "vae+iaf+prior": {
         "hidden": (32,),
@@ -91,7 +93,7 @@ VARIANTS = (
     "vae+iaf",
     "vae+mask",
     "vae+flow+mask",
-    "vae+mask+sigma",
+    "vae+mask+sigma+iafprior",
     "vae+iaf+prior",
     "flow_matching+iaf",
     "flow_matching+occupancy",

@@ -419,8 +419,32 @@ class CaloModel(nn.Module):
 # Layer energies given the incident energy (CaloFlow's flow I)
 # --------------------------------------------------------------------------------------------
 
-#: Priors of the VAE's latent space: N(0, 1), or a conditional MAF learned with the VAE.
-LATENT_PRIORS = ("normal", "flow")
+#: Priors of the VAE's latent space: N(0, 1), or a conditional flow learned with the VAE
+#: (MAF: fast density, latent_dim passes per transform to sample; IAF: the reverse).
+LATENT_PRIORS = ("normal", "flow", "iaf")
+
+
+def _affine_iaf(features: int, context: int, transforms: int, hidden: Sequence[int]) -> nn.Module:
+    """Conditional affine inverse autoregressive flow (zuko; arXiv:1606.04934) over
+    ``features``, the order reversed between transforms, base N(0, 1): sampling is one
+    network pass per transform, the density ``features`` passes per transform."""
+    from zuko.distributions import DiagNormal
+    from zuko.flows import Flow, MaskedAutoregressiveTransform, UnconditionalDistribution
+
+    n = int(features)
+    order = torch.arange(n)
+    steps = [
+        MaskedAutoregressiveTransform(
+            n,
+            int(context),
+            order=order if i % 2 == 0 else order.flip(0),
+            hidden_features=tuple(int(h) for h in hidden),
+        ).inv
+        for i in range(int(transforms))
+    ]
+    base = UnconditionalDistribution(DiagNormal, torch.zeros(n), torch.ones(n), buffer=True)
+    return Flow(steps, base)
+
 
 #: Kinds of :class:`LayerEnergyFlow`: spline MAF (accurate) or affine IAF (fast sampling).
 ENERGY_MODELS = ("flow", "iaf")
@@ -458,8 +482,6 @@ class LayerEnergyFlow(nn.Module):
         bins: int = 8,
     ) -> None:
         import zuko
-        from zuko.distributions import DiagNormal
-        from zuko.flows import Flow, MaskedAutoregressiveTransform, UnconditionalDistribution
 
         super().__init__()
         n = int(n_layers)
@@ -480,15 +502,7 @@ class LayerEnergyFlow(nn.Module):
                 n, context=1, transforms=int(transforms), hidden_features=hidden, bins=int(bins)
             )
         else:
-            order = torch.arange(n)
-            steps = [
-                MaskedAutoregressiveTransform(
-                    n, 1, order=order if i % 2 == 0 else order.flip(0), hidden_features=hidden
-                ).inv
-                for i in range(int(transforms))
-            ]
-            base = UnconditionalDistribution(DiagNormal, torch.zeros(n), torch.ones(n), buffer=True)
-            self.flow = Flow(steps, base)
+            self.flow = _affine_iaf(n, 1, int(transforms), hidden)
         self.register_buffer("mean", torch.zeros(n))
         self.register_buffer("std", torch.ones(n))
 
@@ -597,7 +611,9 @@ class CaloVAE(CaloModel):
     MAF, ``prior_transforms`` affine transforms of ``prior_hidden``, context as the decoder's)
     learned with the VAE, instead of N(0, 1) (a learned prior, as in the variational lossy
     autoencoder, arXiv:1611.02731): the KL term becomes E_q[log q(z)] - log p(z | c) at the
-    drawn z, and ``sample`` draws z from the flow (latent_dim passes per transform). The prior
+    drawn z, and ``sample`` draws z from the flow (latent_dim passes per transform;
+    ``latent_prior="iaf"``: an affine inverse autoregressive flow, one pass per transform to
+    sample, latent_dim passes per transform in training). The prior
     follows the aggregate posterior, so z can carry the shower-to-shower fluctuations (with a
     small ``beta``) without the samples missing the region the decoder was trained on.
 
@@ -665,6 +681,8 @@ class CaloVAE(CaloModel):
                 transforms=int(prior_transforms),
                 hidden_features=tuple(int(h) for h in prior_hidden),
             )
+        elif latent_prior == "iaf":
+            self.prior = _affine_iaf(self.latent_dim, n_context, prior_transforms, prior_hidden)
 
     def encode(self, y: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """y (B, D), c (B, 1) (with the energy model: (B, 1 + n_layers)) -> (mu, log_var),
