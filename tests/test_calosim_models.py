@@ -71,20 +71,20 @@ TINY = {
         "prior_hidden": (16,),
         "prior_transforms": 2,
     },
-    "vae+censored+layersigma": {
+    "vae+layersigma": {
         "hidden": (32,),
         "latent_dim": 4,
-        "censored": True,
         "conditional_sigma": "layer",
         "sample_noise": 1.0,
     },
-    "vae+iaf+censored": {
+    "vae+iaf+mask+layersigma": {
         "hidden": (32,),
         "latent_dim": 4,
         "energy_model": "iaf",
         "energy_hidden": (16,),
-        "censored": True,
-        "sample_noise": 1.0,
+        "zero_mask": True,
+        "conditional_sigma": "layer",
+        "sample_noise": 0.85,
     },
     "flow_matching+iaf": {
         "hidden": (32, 32),
@@ -110,8 +110,8 @@ VARIANTS = (
     "vae+flow+mask",
     "vae+mask+sigma+iafprior",
     "vae+iaf+prior",
-    "vae+censored+layersigma",
-    "vae+iaf+censored",
+    "vae+layersigma",
+    "vae+iaf+mask+layersigma",
     "flow_matching+iaf",
     "flow_matching+occupancy",
     "flow_matching+iaf+occupancy",
@@ -716,11 +716,13 @@ def test_time_per_shower_and_evaluate_models(geometry, data, tmp_path):
     assert "s_per_shower_batch150" in table
 
 
-def test_vae_conditional_sigma_learns_energy_dependent_fluctuations(geometry, tmp_path):
+@pytest.mark.parametrize("mode", [True, "layer"])
+def test_vae_conditional_sigma_learns_energy_dependent_fluctuations(mode, geometry, tmp_path):
     """Toy showers whose per-voxel fluctuations fall with the energy (log-normal width 0.8 at
     1 GeV, 0.1 at 1 TeV): after 40 epochs the conditional decoder's noise on the shape
-    features is > 2.5x larger at 1 GeV than at 1 TeV, in the ratio of the data's spread of
-    the standardised shapes (within a factor 1.6); one width per feature cannot differ."""
+    features (an offset per voxel, or a factor per layer) is > 2.5x larger at 1 GeV than at
+    1 TeV, in the ratio of the data's spread of the standardised shapes (within a factor
+    1.6); one width per feature cannot differ."""
     rng = np.random.default_rng(5)
     n = 2048
     e = np.exp(rng.uniform(np.log(1e3), np.log(1e6), n)).astype(np.float32)
@@ -735,7 +737,7 @@ def test_vae_conditional_sigma_learns_energy_dependent_fluctuations(geometry, tm
         batch_size=64,
         lr=3e-3,
         seed=0,
-        model_kwargs={**kwargs, "conditional_sigma": True},
+        model_kwargs={**kwargs, "conditional_sigma": mode},
     )
     train(config, e, x, tmp_path, progress=False)
     model = load_model(tmp_path).eval()
@@ -831,74 +833,12 @@ def test_vae_sample_noise_widens_the_samples(geometry, data):
         build_model(TrainConfig("vae", model_kwargs={"sample_noise": -1}), geometry.n_voxels)
 
 
-def test_censoring_points_sit_at_the_readout_threshold(geometry, data):
-    """The censored VAE's cut of each voxel is the shape feature of a deposit at the readout
-    threshold: every filled voxel lies at or above it (the likelihood of the empty ones is
-    P(draw < cut)), and a voxel set to exactly the threshold sits on it (to 1e-4)."""
-    model = _model("vae+iaf+censored", geometry, data)
-    e, x = (torch.from_numpy(a[:200]) for a in data)
-    x = x.clone()
-    threshold = float(model.preprocessing.threshold)
-    assert 4.99 < threshold < 5.1  # the toy's readout threshold (5 MeV), learned by prepare
-    filled = x > 0
-    first = filled.float().argmax(1)  # a filled voxel of each shower, set to the threshold
-    x[torch.arange(len(x)), first] = threshold
-    n = geometry.n_voxels
-    with torch.no_grad():
-        y = model.preprocessing(e, x)[:, :n]
-        cut = model._censoring_points(e, x)
-    assert bool((y[filled] >= cut[filled] - 1e-4).all())
-    torch.testing.assert_close(
-        y[torch.arange(len(x)), first], cut[torch.arange(len(x)), first], atol=1e-4, rtol=0
-    )
-    assert float((y[filled] - cut[filled]).mean()) > 0.5  # deposits well above on average
-
-
-def test_censored_vae_learns_the_occupancy_at_every_energy(geometry, tmp_path):
-    """Toy showers read out above 100 MeV fill 34 % of the voxels at 1-10 GeV, 85 % at
-    10-100 GeV and all at 0.1-1 TeV. After 30 epochs the censored VAE (one Gaussian draw per
-    voxel decides whether it is filled) reproduces the filled fraction in each range to 0.06
-    (it is 0.30 at 1-10 GeV, as for the VAE with a mask: a limit of the tiny model on 21
-    voxels); the same VAE without censoring or mask misses one range by more than 0.15."""
-    e, x = toy_showers(geometry, 2048, seed=4)
-    x[x < 100.0] = 0.0
-    ranges = [(e >= lo) & (e < 10 * lo) for lo in (1e3, 1e4, 1e5)]
-    data_fill = np.array([(x[sel] > 0).mean() for sel in ranges])
-    assert data_fill[2] - data_fill[0] > 0.5  # the occupancy changes with the energy
-    kwargs = {**TINY["vae+iaf+censored"], "layer_sizes": layer_sizes(geometry)}
-    kwargs["conditional_sigma"] = "layer"
-    misses = {}
-    for censored in (True, False):
-        config = TrainConfig(
-            "vae",
-            epochs=30,
-            batch_size=64,
-            lr=3e-3,
-            seed=0,
-            model_kwargs={**kwargs, "censored": censored},
-        )
-        train(config, e, x, tmp_path / str(censored), progress=False)
-        model = load_model(tmp_path / str(censored)).eval()
-        generated = model.sample(torch.from_numpy(e), seed=2).numpy()
-        fill = np.array([(generated[sel] > 0).mean() for sel in ranges])
-        misses[censored] = np.abs(fill - data_fill).max()
-    assert misses[True] < 0.06, misses
-    assert misses[False] > 0.15, misses
-    with pytest.raises(ConfigError, match="choose one"):
-        build_model(
-            TrainConfig("vae", model_kwargs={"censored": True, "zero_mask": True}),
-            geometry.n_voxels,
-        )
-    with pytest.raises(ConfigError, match="censored"):
-        build_model(TrainConfig("vae", model_kwargs={"censored": "yes"}), geometry.n_voxels)
-
-
 def test_layer_sigma_sampling_draws_the_widths_of_the_likelihood(geometry, data):
     """``conditional_sigma="layer"`` samples with its own fast path (no per-voxel softplus):
     with the same random stream, generate() equals the decoder mean plus sample_noise times
     the likelihood's width _sigma() times the same Gaussian draw; the widths of one layer
     share one factor per shower."""
-    model = _model("vae+censored+layersigma", geometry, data).eval()
+    model = _model("vae+layersigma", geometry, data).eval()
     model.sample_noise = 0.7
     c = model.condition(torch.from_numpy(data[0][:300]))
     with torch.no_grad():

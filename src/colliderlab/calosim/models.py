@@ -613,15 +613,6 @@ class CaloVAE(CaloModel):
     ``"layer"``: one factor per layer, ``sigma = (min_sigma + softplus(rho)) * exp(a_l)``
     (n_layers decoder outputs instead of D, and no per-voxel softplus in sampling).
 
-    ``censored``: the empty voxels are those whose draw falls below the readout threshold
-    (a censored, Tobit, likelihood: an empty voxel enters as the probability
-    ``Phi((t - mu) / sigma)`` of its Gaussian to lie below the shape logit ``t`` of the
-    threshold given the layer's energy, a filled one with its density). Sampling then needs
-    no mask: one Gaussian draw per voxel decides both whether it is filled and its energy, so
-    the decoder has one output per voxel instead of two and sampling one random number per
-    voxel instead of two. Use it with ``sample_noise=1``
-    (the noise sets the occupancy too); exclusive with ``zero_mask``.
-
     ``latent_prior="flow"``: the prior of z is a conditional masked autoregressive flow (zuko
     MAF, ``prior_transforms`` affine transforms of ``prior_hidden``, context as the decoder's)
     learned with the VAE, instead of N(0, 1) (a learned prior, as in the variational lossy
@@ -656,7 +647,6 @@ class CaloVAE(CaloModel):
         prior_transforms: int = 3,
         conditional_sigma: bool | str = False,
         prior_hidden: Sequence[int] = (64, 64),
-        censored: bool = False,
         e_min: float = E_MIN_MEV,
         e_max: float = E_MAX_MEV,
         threshold: float | None = None,
@@ -668,13 +658,8 @@ class CaloVAE(CaloModel):
             raise ConfigError(f"prior_transforms must be >= 1; got {prior_transforms}.")
         if not float(sample_noise) >= 0:
             raise ConfigError(f"sample_noise must be >= 0; got {sample_noise}.")
-        for name, flag in (("zero_mask", zero_mask), ("censored", censored)):
-            if not isinstance(flag, bool):
-                raise ConfigError(f"{name} must be true or false; got {flag!r}.")
-        if zero_mask and censored:
-            raise ConfigError(
-                "zero_mask and censored are two ways to draw the empty voxels; choose one."
-            )
+        if not isinstance(zero_mask, bool):
+            raise ConfigError(f"zero_mask must be true or false; got {zero_mask!r}.")
         modes = {False: None, True: "voxel", "voxel": "voxel", "layer": "layer"}
         if isinstance(conditional_sigma, (int, float)) and not isinstance(conditional_sigma, bool):
             conditional_sigma = str(conditional_sigma)  # 1 is not True here
@@ -683,7 +668,7 @@ class CaloVAE(CaloModel):
                 'conditional_sigma must be true (one offset per feature), "layer" (one '
                 f"factor per layer) or false; got {conditional_sigma!r}."
             )
-        self.zero_mask, self.censored = zero_mask, censored
+        self.zero_mask = zero_mask
         self.sigma_mode = modes[conditional_sigma]
         self.conditional_sigma = self.sigma_mode is not None
         hidden = tuple(int(h) for h in hidden)
@@ -745,38 +730,15 @@ class CaloVAE(CaloModel):
         n_layers = len(self.layer_sizes)
         return torch.exp(out[:, out.shape[1] - n_layers :].clamp(-6.0, 6.0))
 
-    def _censoring_points(self, energies: torch.Tensor, showers: torch.Tensor) -> torch.Tensor:
-        """``censored``: standardised shape logit (B, n_voxels) below which each voxel reads
-        out empty: its in-layer fraction at the readout threshold given the layer's energy
-        (at least ``alpha``, the fraction below which :meth:`ShowerPreprocessing.compose`
-        zeroes a voxel; at most 1, so an empty layer censors all its voxels)."""
-        prep, n = self.preprocessing, self.n_voxels
-        per_voxel = prep.layer_energies(showers)[:, prep.layer_index]
-        s = (prep.threshold / per_voxel.clamp_min(1e-30)).clamp(prep.alpha, 1.0)
-        u = (prep.alpha + (1.0 - 2.0 * prep.alpha) * s).clamp_max(1.0 - prep.alpha)
-        return (torch.log(u) - torch.log1p(-u) - prep.mean[:n]) / prep.std[:n]
-
-    def _elbo(
-        self,
-        y: torch.Tensor,
-        c: torch.Tensor,
-        filled: torch.Tensor,
-        cut: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    def _elbo(self, y: torch.Tensor, c: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
         """Negative ELBO per feature of y (B, D) given c; ``filled`` (B, n_voxels): the
-        voxels with energy (with ``zero_mask`` only those enter the Gaussian likelihood);
-        ``cut`` (B, n_voxels): with ``censored``, the censoring points of the empty voxels."""
+        voxels with energy (with ``zero_mask`` only those enter the Gaussian likelihood)."""
         mu, log_var = self.encode(y, c)
         z = mu + torch.exp(0.5 * log_var) * torch.randn_like(mu)
         out = self.decode(z, c)
         sigma = self._sigma(out)
         d = y.shape[1]
         nll = 0.5 * ((y - out[:, :d]) / sigma) ** 2 + torch.log(sigma)
-        if self.censored:  # empty: -log P(draw < cut); constants as in the density
-            n = self.n_voxels
-            below = -torch.special.log_ndtr((cut - out[:, :n]) / sigma[..., :n])
-            below = below - 0.5 * math.log(2.0 * math.pi)  # the density's is left out above
-            nll = torch.cat([torch.where(filled, nll[:, :n], below), nll[:, n:]], dim=1)
         if self.zero_mask:
             n, f = self.n_voxels, filled.to(y.dtype)
             logits = out[:, d : d + n]
@@ -801,11 +763,10 @@ class CaloVAE(CaloModel):
         c = self.condition(energies)
         y = self.preprocessing(energies, showers)
         filled = showers > 0
-        cut = self._censoring_points(energies, showers) if self.censored else None
         if self.energy is None:
-            return self._elbo(y, c, filled, cut)
+            return self._elbo(y, c, filled)
         u, nll = self._energy_terms(energies, showers)
-        return self._elbo(y[:, : self.n_voxels], torch.cat([c, u], 1), filled, cut) + nll
+        return self._elbo(y[:, : self.n_voxels], torch.cat([c, u], 1), filled) + nll
 
     def generate(self, c: torch.Tensor) -> torch.Tensor:
         """c (B, 1) -> y (B, D); with the energy model c is (B, 1 + n_layers) (c and u) and
