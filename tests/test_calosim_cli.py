@@ -25,7 +25,8 @@ def test_dataset_train_evaluate(tmp_path, capsys):
     assert result["n_params"] > 0
     assert dict(result["config"]["model_kwargs"])["energy_model"] == "iaf"
     evaluate = ["evaluate", "calosim", *common, "--models", str(out), "-o", str(tmp_path / "e")]
-    assert main([*evaluate, "--large-batch", "100", "--extra-batches", "150"]) == 0
+    by_energy = ["--timing-energies", "1", "100", "--timing-showers", "20"]
+    assert main([*evaluate, "--large-batch", "100", "--extra-batches", "150", *by_energy]) == 0
     text = capsys.readouterr().out
     assert "Reference simulation" in text
     assert "speed-up batch 100" in text
@@ -35,6 +36,14 @@ def test_dataset_train_evaluate(tmp_path, capsys):
     assert timing["s_per_shower"] > 0
     row = json.loads((tmp_path / "e" / "evaluation.json").read_text())["rows"][0]
     assert row["s_per_shower_batch150"] > 0
+    # speed-up vs energy: the reference's cost grows with the energy (about 35x from 1 to
+    # 100 GeV: the number of spots), the model's does not
+    assert "Speed-up vs incident energy" in text
+    low, high = json.loads((tmp_path / "e" / "speed_vs_energy.json").read_text())
+    assert (low["E_GeV"], high["E_GeV"]) == (1.0, 100.0)
+    assert high["reference_s"] > 5 * low["reference_s"]
+    assert 0 < high["vae"] < 5 * low["vae"]
+    assert main([*evaluate, "--timing-energies", "0"]) == 2  # refused before any work
     # a model name that does not exist
     assert main(["train", "calosim", *common, "--model", "gann", "-o", str(tmp_path / "x")]) == 2
 

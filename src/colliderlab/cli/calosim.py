@@ -88,8 +88,15 @@ def run_evaluate(args) -> int:
     from colliderlab.calosim.evaluate import evaluate_models
     from colliderlab.calosim.geometry import get_geometry
     from colliderlab.calosim.shower import simulate_showers
+    from colliderlab.core.errors import ConfigError
     from colliderlab.core.files import write_atomic, write_json
 
+    bad = [g for g in args.timing_energies if not g > 0]
+    if bad or args.timing_showers < 1:
+        raise ConfigError(
+            f"--timing-energies must be > 0 GeV and --timing-showers >= 1; got "
+            f"{bad or args.timing_energies} and {args.timing_showers}."
+        )
     torch.set_num_threads(args.threads)
     geometry = get_geometry(args.geometry)
     # the reference: an independent sample (another seed than the training data)
@@ -100,13 +107,14 @@ def run_evaluate(args) -> int:
     # models (best of a few passes) before and after them: the machine may be shared
     n = min(len(energies), 1000)
 
-    def reference_s() -> float:
+    def reference_s(e=None) -> float:
+        e = np.asarray(energies[:n]) if e is None else e
         best = float("inf")
         for _ in range(args.timing_repeats):
             t0 = time.perf_counter()
-            simulate_showers(geometry, args.particle, np.asarray(energies[:n]), seed=1)
+            simulate_showers(geometry, args.particle, e, seed=1)
             best = min(best, time.perf_counter() - t0)
-        return best / n
+        return best / len(e)
 
     ref_before = reference_s()
     report = evaluate_models(
@@ -139,10 +147,50 @@ def run_evaluate(args) -> int:
         out / "reference_timing.json",
         {"s_per_shower": ref_s, "before": ref_before, "after": ref_after, "showers": n},
     )
+    if args.timing_energies:
+        by_energy = _speed_vs_energy(args, models, reference_s)
+        write_json(out / "speed_vs_energy.json", by_energy)
+        lines += ["", *_speed_vs_energy_table(by_energy, list(models), args)]
     text = "\n".join(lines) + "\n"
     write_atomic(out / "results.md", lambda path: path.write_text(text))
     print(text)
     return 0
+
+
+def _speed_vs_energy(args, models: dict[str, str], reference_s) -> list[dict]:
+    """Seconds per shower of the reference and of each model at fixed incident energies
+    (``--timing-energies``, GeV), side by side: the reference's cost grows with the energy,
+    a model's does not. Reference: ``--timing-showers`` showers; models: ``--large-batch``."""
+    import numpy as np
+
+    from colliderlab.calosim.evaluate import time_per_shower
+    from colliderlab.calosim.train import load_model
+
+    loaded = {name: load_model(d) for name, d in models.items()}
+    rows = []
+    for gev in args.timing_energies:
+        row = {"E_GeV": gev, "reference_s": reference_s(np.full(args.timing_showers, gev * 1e3))}
+        for name, model in loaded.items():
+            e = np.full(args.large_batch, gev * 1e3, dtype=np.float32)
+            row[name] = time_per_shower(model, e, args.large_batch, repeats=args.timing_repeats)
+        rows.append(row)
+    return rows
+
+
+def _speed_vs_energy_table(rows: list[dict], names: list[str], args) -> list[str]:
+    head = "| E (GeV) | reference (s / shower) | " + " | ".join(names) + " |"
+    lines = [
+        f"Speed-up vs incident energy (reference: {args.timing_showers} showers per energy; "
+        f"models: batch {args.large_batch}; best of {args.timing_repeats}):",
+        "",
+        head,
+        "|" + "---|" * (len(names) + 2),
+    ]
+    for row in rows:
+        ref = row["reference_s"]
+        cells = [f"{row[m]:.2e} s ({ref / row[m]:,.0f}x)" for m in names]
+        lines.append(f"| {row['E_GeV']:g} | {ref:.2e} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def run_loop(args) -> int:
@@ -225,6 +273,20 @@ def add_parsers(dsub, tsub, esub) -> None:
     )
     p.add_argument(
         "--timing-repeats", type=int, default=3, help="timing: best of this many passes (3)"
+    )
+    p.add_argument(
+        "--timing-energies",
+        type=float,
+        nargs="*",
+        default=[],
+        metavar="GEV",
+        help="also time the reference and the models at these fixed energies, e.g. 1 10 100 1000",
+    )
+    p.add_argument(
+        "--timing-showers",
+        type=int,
+        default=300,
+        help="reference showers per timing energy (300)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1)")
