@@ -39,6 +39,7 @@ def test_dataset_train_evaluate(tmp_path, capsys):
     # speed-up vs energy: the reference's cost grows with the energy (about 35x from 1 to
     # 100 GeV: the number of spots), the model's does not
     assert "Speed-up vs incident energy" in text
+    assert "Speed-up vs incident energy" in (tmp_path / "e" / "results.md").read_text()
     low, high = json.loads((tmp_path / "e" / "speed_vs_energy.json").read_text())
     assert (low["E_GeV"], high["E_GeV"]) == (1.0, 100.0)
     assert high["reference_s"] > 5 * low["reference_s"]

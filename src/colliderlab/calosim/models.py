@@ -476,8 +476,8 @@ class LayerEnergyFlow(nn.Module):
       per transform to sample, n_layers passes per transform for the density (training).
     * ``kind="spline_iaf"``: the spline flow's transforms inverted (zuko ``.inv``): the same
       rational-quadratic splines, one pass per transform to sample (about 5x faster than
-      ``"flow"`` with 5 layers), n_layers passes per transform for the density (training
-      about 5x slower than ``"flow"``'s, a small part of the VAE's).
+      ``"flow"`` with 5 layers), n_layers passes per transform for the density (training:
+      the VAE with it took 2.7x as long as with ``"flow"`` on 50,000 atlas5 showers).
 
     ``layers(u, energies)`` maps features back to layer energies in MeV: the response is
     clipped at 1, the layers sum to the total.
@@ -799,7 +799,7 @@ class CaloVAE(CaloModel):
             views = noise[:, : self.n_voxels].split(self.layer_sizes, dim=1)
             for layer, view in enumerate(views):
                 view.mul_(scale[:, layer : layer + 1])
-            y = y.add_(noise)  # y: a copy of the decoder's mean columns
+            y.add_(noise)  # y: a copy of the decoder's mean columns (out has more)
         elif self.sample_noise > 0:
             y = y.addcmul(torch.randn_like(y), self.sample_noise * self._sigma(out))
         return y

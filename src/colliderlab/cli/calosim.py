@@ -147,12 +147,13 @@ def run_evaluate(args) -> int:
         out / "reference_timing.json",
         {"s_per_shower": ref_s, "before": ref_before, "after": ref_after, "showers": n},
     )
-    if args.timing_energies:
-        by_energy = _speed_vs_energy(args, models, reference_s)
-        write_json(out / "speed_vs_energy.json", by_energy)
-        lines += ["", *_speed_vs_energy_table(by_energy, list(models), args)]
     text = "\n".join(lines) + "\n"
     write_atomic(out / "results.md", lambda path: path.write_text(text))
+    if args.timing_energies:  # results.md is complete without it if this is interrupted
+        by_energy = _speed_vs_energy(args, models, reference_s)
+        write_json(out / "speed_vs_energy.json", by_energy)
+        text += "\n" + "\n".join(_speed_vs_energy_table(by_energy, list(models), args)) + "\n"
+        write_atomic(out / "results.md", lambda path: path.write_text(text))
     print(text)
     return 0
 
