@@ -25,7 +25,12 @@ arXiv:1904.06778; results in arXiv:2105.01160), in a compact form:
    share their (inner, middle) layers share the doublets of a middle hit, built once (the
    barrel-barrel pairs have three outer layers each, a barrel and two disks), and the
    phi turn asin(r / 2R) of each hit is computed once per iteration, not per doublet
-   (MU=200: seeding 0.39 -> 0.32 s/event, the same seeds).
+   (MU=200: seeding 0.39 -> 0.32 s/event, the same seeds). The outer hits of all the
+   doublets of a middle hit are fetched with one grid query per outer layer, over the union
+   of the doublets' windows, and sorted by key; each doublet then takes its own window
+   from that short list by a binary search (one grid query per doublet and outer layer
+   before: MU=200, 140,683 hits per event: seeding 0.216 -> 0.189 s/event, the whole
+   finder 6% faster side by side, the same seeds and tracks).
    Doublet cuts: the phi opening, |z0| <= ``max_z0`` and |cot theta| <= ``max_cot``.
    Triplet cuts: the circle through the three points has pT >= ``min_pt`` and transverse
    impact parameter |d0| <= ``max_d0``; the two segments agree in cot theta within
@@ -434,6 +439,18 @@ def _find_seeds(
     min_pt_seed = PT_PER_MM * min_radius
     inner = np.empty(4096, np.int64)
     outer = np.empty(4096, np.int64)
+    okey = np.empty(4096)
+    # the doublets of a middle hit: inner hit, cot theta, phi difference, chord; and their
+    # window on the outer layer at hand (valid, key range, phi centre and half-width)
+    d_i0 = np.empty(4096, np.int64)
+    d_cot = np.empty(4096)
+    d_dphi = np.empty(4096)
+    d_c01 = np.empty(4096)
+    d_ok = np.zeros(4096, np.bool_)
+    d_klo = np.empty(4096)
+    d_khi = np.empty(4096)
+    d_phi2 = np.empty(4096)
+    d_w2 = np.empty(4096)
     # the layer triplets come sorted by their (inner, middle) layer pair: the doublets of
     # a middle hit are built once for all the outer layers of its pair
     n_t = triplets.shape[0]
@@ -502,6 +519,8 @@ def _find_seeds(
             for g in range(t1 - t0):
                 nloc[g] = 0
                 worst[g] = 0
+            # the doublets of this middle hit
+            nd = 0
             for ii in range(ni):
                 i0 = inner[ii]
                 if used[i0]:
@@ -519,12 +538,25 @@ def _find_seeds(
                 lim = as1 - as_r[i0] + max_d0 * (1.0 / r0 - inv_r1) + 0.003
                 if abs(dphi01) > lim:
                     continue
-                x0 = hp[i0, 0]
-                y0 = hp[i0, 1]
-                dz01 = z1 - hp[i0, 2]
-                c01 = math.sqrt((x1 - x0) ** 2 + (y1 - y0) ** 2)
-                for g in range(t1 - t0):
-                    l2 = triplets[t0 + g, 2]
+                d_i0[nd] = i0
+                d_cot[nd] = cot01
+                d_dphi[nd] = dphi01
+                d_c01[nd] = math.sqrt((x1 - hp[i0, 0]) ** 2 + (y1 - hp[i0, 1]) ** 2)
+                nd += 1
+            if nd == 0:
+                continue
+            for g in range(t1 - t0):
+                l2 = triplets[t0 + g, 2]
+                # the window of each doublet on the outer layer, and their union
+                u_klo = np.inf
+                u_khi = -np.inf
+                u_plo = np.inf
+                u_phi = -np.inf
+                for d in range(nd):
+                    d_ok[d] = False
+                    cot01 = d_cot[d]
+                    r0 = hp[d_i0[d], 3]
+                    dr01 = r1 - r0
                     if lay_barrel[l2]:
                         r2p = lay_pos[l2]
                     elif cot01 != 0.0:
@@ -558,7 +590,7 @@ def _find_seeds(
                     # the doublet's extrapolation misses the hits of the outer layer
                     if k2hi < lay_kmin[l2] or k2lo > lay_kmax[l2]:
                         continue
-                    phi2 = phi1 + dphi01 * (r2p - r1) / dr01
+                    off = d_dphi[d] * (r2p - r1) / dr01
                     dterm = abs(1.0 / r2p - inv_r1 - (inv_r1 - 1.0 / r0) * (r2p - r1) / dr01)
                     w2 = (
                         max_d0 * dterm
@@ -566,10 +598,60 @@ def _find_seeds(
                         + 0.1 * (r2p - r1) * sin_half * (r2p * sin_half) ** 2
                         + 0.004
                     )
-                    no = _bin_query(l2, _wrap(phi2), w2, k2lo, k2hi, nb, bstart, bkey, hp, outer, 0)
-                    base = g * _MAX_SEEDS_PER_HIT
-                    for oo in range(no):
+                    d_ok[d] = True
+                    d_klo[d] = k2lo
+                    d_khi[d] = k2hi
+                    d_phi2[d] = phi1 + off
+                    d_w2[d] = w2
+                    u_klo = min(u_klo, k2lo)
+                    u_khi = max(u_khi, k2hi)
+                    u_plo = min(u_plo, off - w2)
+                    u_phi = max(u_phi, off + w2)
+                if u_khi < u_klo:
+                    continue
+                # one grid query for all the doublets, the hits sorted by key: each doublet
+                # then takes its window by a binary search (a query per doublet costs 3x)
+                no = _bin_query(
+                    l2,
+                    _wrap(phi1 + 0.5 * (u_plo + u_phi)),
+                    0.5 * (u_phi - u_plo),
+                    u_klo,
+                    u_khi,
+                    nb,
+                    bstart,
+                    bkey,
+                    hp,
+                    outer,
+                    0,
+                )
+                for sa in range(1, no):  # insertion sort by key (a few tens of hits)
+                    sv = outer[sa]
+                    sk = bkey[sv]
+                    sb = sa - 1
+                    while sb >= 0 and bkey[outer[sb]] > sk:
+                        outer[sb + 1] = outer[sb]
+                        sb -= 1
+                    outer[sb + 1] = sv
+                for sa in range(no):
+                    okey[sa] = bkey[outer[sa]]
+                base = g * _MAX_SEEDS_PER_HIT
+                for d in range(nd):
+                    if not d_ok[d]:
+                        continue
+                    i0 = d_i0[d]
+                    x0 = hp[i0, 0]
+                    y0 = hp[i0, 1]
+                    dz01 = z1 - hp[i0, 2]
+                    c01 = d_c01[d]
+                    phi2 = d_phi2[d]
+                    w2 = d_w2[d]
+                    k2hi = d_khi[d]
+                    for oo in range(_lower_bound(okey, 0, no, d_klo[d]), no):
+                        if okey[oo] > k2hi:
+                            break
                         i2 = outer[oo]
+                        if abs(_wrap(hp[i2, 4] - phi2)) > w2:
+                            continue
                         if used[i2]:
                             continue
                         r2 = hp[i2, 3]
