@@ -98,6 +98,12 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+#: Voxel values per chunk of :meth:`CaloModel.sample` (2**19: 2 MB per float32 tensor of a
+#: chunk; atlas5 at batch 10,000, one thread: chunks of 1,024 / 1,536 / 2,038 showers 13.0 /
+#: 12.4 / 12.7 us per shower, 2,560 / 3,072 / 4,096 and the whole batch 16.6-17.4).
+_SAMPLE_CHUNK_VALUES = 2**19
+
+
 @contextlib.contextmanager
 def _seeded(seed: int | None) -> Iterator[None]:
     """Run the block with the CPU random stream seeded by ``seed`` (restored afterwards)."""
@@ -394,16 +400,31 @@ class CaloModel(nn.Module):
         outside of it (copy them with ``clone()`` to modify them in place).
 
         With an energy model: the layer energies u from the flow, then the shapes given
-        ``[c, u]``, each layer's shape scaled to its energy."""
+        ``[c, u]``, each layer's shape scaled to its energy.
+
+        A large batch is generated in chunks of about ``_SAMPLE_CHUNK_VALUES`` voxels (1,424
+        showers of 368 voxels): the intermediate tensors of a chunk stay small enough for
+        the memory allocator to reuse their buffers, where those of one huge batch are fresh
+        pages each time (atlas5, batch 10,000, one thread: 17-19 -> 12.3 us per shower)."""
         (e,) = self._check(energies)
-        if self.energy is None:
-            with _seeded(seed):
-                y = self.generate(self.condition(e))
-            return self.preprocessing.inverse(y, e)
+        chunk = max(64, _SAMPLE_CHUNK_VALUES // self.n_voxels)
         with _seeded(seed):
-            c = self.condition(e)
-            u = self.energy.sample(c)
-            y = self.generate(torch.cat([c, u], 1))
+            if e.shape[0] <= chunk:
+                return self._sample(e)
+            first = self._sample(e[:chunk])
+            out = first.new_empty((e.shape[0], self.n_voxels))
+            out[:chunk] = first
+            for start in range(chunk, e.shape[0], chunk):
+                out[start : start + chunk] = self._sample(e[start : start + chunk])
+        return out
+
+    def _sample(self, e: torch.Tensor) -> torch.Tensor:
+        """:meth:`sample` of checked energies (B,) MeV, in one batch."""
+        if self.energy is None:
+            return self.preprocessing.inverse(self.generate(self.condition(e)), e)
+        c = self.condition(e)
+        u = self.energy.sample(c)
+        y = self.generate(torch.cat([c, u], 1))
         prep, n = self.preprocessing, self.n_voxels
         v = y.mul_(prep.std[:n]).add_(prep.mean[:n])  # y is this call's own tensor
         return prep.compose(v, self.energy.layers(u, e), inplace=True)
@@ -454,6 +475,58 @@ def _affine_iaf(features: int, context: int, transforms: int, hidden: Sequence[i
 #: Kinds of :class:`LayerEnergyFlow`: spline MAF (accurate), affine IAF (fast sampling),
 #: spline IAF (the spline's accuracy, one pass per transform to sample).
 ENERGY_MODELS = ("flow", "iaf", "spline_iaf")
+
+
+def _rqs_forward(
+    x: torch.Tensor,
+    widths: torch.Tensor,
+    heights: torch.Tensor,
+    derivatives: torch.Tensor,
+    bound: float = 5.0,
+    slope: float = 1e-3,
+) -> torch.Tensor:
+    """The monotonic rational-quadratic spline (Durkan et al., arXiv:1906.04032) of zuko's
+    ``MonotonicRQSTransform`` applied to x (..., n): the same parametrisation (the softly
+    clipped unnormalised widths, heights and inner-knot log-derivatives (..., n, K), (..., n,
+    K), (..., n, K - 1); K bins over [-bound, bound], identity outside), computed for
+    sampling with fewer and cheaper operations: softmax as exp over the normalising sum (the
+    clipping keeps |logit| <= |log slope| / 2, so no max is subtracted), no padded copies,
+    and only the two knot derivatives of each point's bin exponentiated. Equal to zuko's
+    map to float rounding (1e-13 in float64)."""
+    ls = math.log(slope)
+    w = torch.exp(widths / (1.0 + (widths * (2.0 / ls)).abs()))
+    h = torch.exp(heights / (1.0 + (heights * (2.0 / ls)).abs()))
+    cw, ch = w.cumsum(-1), h.cumsum(-1)
+    right_x = cw * (2.0 * bound / cw[..., -1:]) - bound  # the right edge of each bin
+    right_y = ch * (2.0 * bound / ch[..., -1:]) - bound
+    n_bins = widths.shape[-1]
+    k = (right_x < x.unsqueeze(-1)).sum(-1, keepdim=True)  # bin of x (n_bins: beyond)
+    inside = (x > -bound) & (k.squeeze(-1) < n_bins)
+    k1 = k.clamp(max=n_bins - 1)
+    k0 = (k1 - 1).clamp(min=0)
+    first = k1.squeeze(-1) == 0  # the left edge of the first bin is -bound
+    x1, y1 = right_x.gather(-1, k1).squeeze(-1), right_y.gather(-1, k1).squeeze(-1)
+    x0 = right_x.gather(-1, k0).squeeze(-1).masked_fill(first, -bound)
+    y0 = right_y.gather(-1, k0).squeeze(-1).masked_fill(first, -bound)
+    # knot derivatives exp(d) at the inner knots, 1 at the two ends
+    d = derivatives / (1.0 + (derivatives / ls).abs())
+    inner = d.shape[-1]  # n_bins - 1
+    d0 = d.gather(-1, (k1 - 1).clamp(0, inner - 1)).squeeze(-1).exp().masked_fill(first, 1.0)
+    d1 = d.gather(-1, k1.clamp(max=inner - 1)).squeeze(-1).exp()
+    d1 = d1.masked_fill(k1.squeeze(-1) == n_bins - 1, 1.0)
+    s = (y1 - y0) / (x1 - x0)
+    z = (x - x0) / (x1 - x0)
+    zz = z * (1.0 - z)
+    y = y0 + (y1 - y0) * (s * z * z + d0 * zz) / (s + (d0 + d1 - 2.0 * s) * zz)
+    return torch.where(inside, y, x)
+
+
+def _rqs_step(t: nn.Module, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """The forward map of zuko's spline ``MaskedAutoregressiveTransform`` ``t`` (one pass of
+    its masked network on ``[x, c]``) through :func:`_rqs_forward`."""
+    phi = t.hyper(torch.cat([x, c], dim=-1)).unflatten(-1, (-1, t.total))
+    widths, heights, derivatives = phi.split([int(sh[0]) for sh in t.shapes], dim=-1)
+    return _rqs_forward(x, widths, heights, derivatives, **t.univariate.keywords)
 
 
 class LayerEnergyFlow(nn.Module):
@@ -565,8 +638,19 @@ class LayerEnergyFlow(nn.Module):
         return self.flow(c).log_prob(u)
 
     def sample(self, c: torch.Tensor) -> torch.Tensor:
-        """c (B, 1) -> standardised features u (B, n_layers), finite."""
-        u = self.flow(c).sample()
+        """c (B, 1) -> standardised features u (B, n_layers), finite.
+
+        ``spline_iaf`` samples through :func:`_rqs_forward` (the same base draw and maps
+        as zuko's path, 2x faster); the other kinds through zuko."""
+        dist = self.flow(c)
+        if self.kind == "spline_iaf":
+            u = dist.base.sample()
+            # the flow's transforms are the spline flow's, inverted and in reverse order: its
+            # sample applies each spline transform's forward map, first to last
+            for step in reversed(self.flow.transform.transforms):
+                u = _rqs_step(step.inv, u, c)
+        else:
+            u = dist.sample()
         return torch.nan_to_num(u, nan=0.0, posinf=0.0, neginf=0.0)
 
     def layers(self, u: torch.Tensor, energies: torch.Tensor) -> torch.Tensor:
