@@ -642,15 +642,16 @@ class LayerEnergyFlow(nn.Module):
 
         ``spline_iaf`` samples through :func:`_rqs_forward` (the same base draw and maps
         as zuko's path, 2x faster); the other kinds through zuko."""
-        dist = self.flow(c)
         if self.kind == "spline_iaf":
-            u = dist.base.sample()
-            # the flow's transforms are the spline flow's, inverted and in reverse order: its
-            # sample applies each spline transform's forward map, first to last
+            # zuko's base draw (as ``self.flow(c).sample()`` makes it, without building the
+            # flow's lazy transforms: 0.4 ms per call); the flow's transforms are the spline
+            # flow's, inverted and in reverse order: the sample applies each spline
+            # transform's forward map, first to last
+            u = self.flow.base(c).expand(c.shape[:-1]).sample()
             for step in reversed(self.flow.transform.transforms):
                 u = _rqs_step(step.inv, u, c)
         else:
-            u = dist.sample()
+            u = self.flow(c).sample()
         return torch.nan_to_num(u, nan=0.0, posinf=0.0, neginf=0.0)
 
     def layers(self, u: torch.Tensor, energies: torch.Tensor) -> torch.Tensor:
