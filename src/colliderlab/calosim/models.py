@@ -402,14 +402,15 @@ class CaloModel(nn.Module):
         With an energy model: the layer energies u from the flow, then the shapes given
         ``[c, u]``, each layer's shape scaled to its energy.
 
-        A large batch is generated in chunks of about ``_SAMPLE_CHUNK_VALUES`` voxels (1,424
-        showers of 368 voxels): the intermediate tensors of a chunk stay small enough for
-        the memory allocator to reuse their buffers, where those of one huge batch are fresh
-        pages each time (atlas5, batch 10,000, one thread: 17-19 -> 12.3 us per shower)."""
+        On the CPU a large batch is generated in chunks of about ``_SAMPLE_CHUNK_VALUES``
+        voxels (1,424 showers of 368 voxels): the intermediate tensors of a chunk stay small
+        enough for the memory allocator to reuse their buffers, where those of one huge batch
+        are fresh pages each time (atlas5, batch 10,000, one thread: 17-19 -> 12.3 us per
+        shower). On a GPU (PyTorch's caching allocator; wide batches) the batch is one."""
         (e,) = self._check(energies)
         chunk = max(64, _SAMPLE_CHUNK_VALUES // self.n_voxels)
         with _seeded(seed):
-            if e.shape[0] <= chunk:
+            if e.shape[0] <= chunk or e.device.type != "cpu":
                 return self._sample(e)
             first = self._sample(e[:chunk])
             out = first.new_empty((e.shape[0], self.n_voxels))
