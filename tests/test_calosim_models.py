@@ -26,7 +26,7 @@ from colliderlab.calosim.features import (
     separation_power,
     worst_feature,
 )
-from colliderlab.calosim.models import ShowerPreprocessing
+from colliderlab.calosim.models import ShowerPreprocessing, count_parameters
 from colliderlab.calosim.train import (
     CHECKPOINT,
     TrainConfig,
@@ -101,6 +101,17 @@ TINY = {
         "energy_hidden": (16,),
     },
     "flow_matching+occupancy": {"hidden": (32, 32), "steps": 4, "occupancy": True},
+    "vae+spline_iaf+mask+sigma+rank": {
+        "hidden": (32,),
+        "latent_dim": 4,
+        "energy_model": "spline_iaf",
+        "energy_hidden": (16,),
+        "energy_transforms": 2,
+        "zero_mask": True,
+        "conditional_sigma": True,
+        "sample_noise": 0.85,
+        "decoder_rank": 6,
+    },
     "flow_matching+iaf+occupancy": {
         "hidden": (32, 32),
         "steps": 4,
@@ -123,6 +134,7 @@ VARIANTS = (
     "vae+iaf+mask+layersigma",
     "flow_matching+iaf",
     "flow_matching+occupancy",
+    "vae+spline_iaf+mask+sigma+rank",
     "flow_matching+iaf+occupancy",
 )
 
@@ -279,6 +291,26 @@ def test_large_batches_are_sampled_in_chunks_of_the_same_stream(name, geometry, 
     # the rows follow their energies: the highest-energy row is among the most energetic
     top = int(energies.argmax())
     assert float(chunked[top].sum()) > float(chunked.sum(1).median())
+
+
+def test_decoder_rank_factorises_the_last_decoder_layer(geometry):
+    """``decoder_rank``: hidden[0] -> rank (linear) -> outputs instead of hidden[0] -> outputs;
+    the parameter count drops by the formula; ranks that are not integers in [1, outputs)
+    are refused with the range."""
+    from colliderlab.calosim.models import CaloVAE
+
+    kw = {"layer_sizes": layer_sizes(geometry), "hidden": (48, 16), "zero_mask": True}
+    full = CaloVAE(geometry.n_voxels, **kw)
+    low = CaloVAE(geometry.n_voxels, decoder_rank=5, **kw)
+    n_out = full.decoder[-1].out_features
+    assert [type(m).__name__ for m in low.decoder][-2:] == ["Linear", "Linear"]
+    assert (low.decoder[-2].in_features, low.decoder[-2].out_features) == (48, 5)
+    assert (low.decoder[-1].in_features, low.decoder[-1].out_features) == (5, n_out)
+    saved = (48 * n_out + n_out) - (48 * 5 + 5 + 5 * n_out + n_out)
+    assert count_parameters(full) - count_parameters(low) == saved
+    for bad in (0, n_out, 2.5, True, "8"):
+        with pytest.raises(ConfigError, match="decoder_rank"):
+            CaloVAE(geometry.n_voxels, decoder_rank=bad, **kw)
 
 
 @pytest.mark.parametrize("name", VARIANTS)

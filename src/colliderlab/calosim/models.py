@@ -719,6 +719,10 @@ class CaloVAE(CaloModel):
     follows the aggregate posterior, so z can carry the shower-to-shower fluctuations (with a
     small ``beta``) without the samples missing the region the decoder was trained on.
 
+    ``decoder_rank``: the decoder's last layer (widest: hidden[0] x the outputs, one to three
+    per voxel) factorised through a linear bottleneck of this width, ``hidden[0] -> rank ->
+    outputs``, fewer multiply-adds per shower (rank 32 after 128: 3.5x fewer in that layer).
+
     D = n_voxels + n_layers + 1. Default (hidden (256, 128), latent 16) on 368 voxels in 5 layers:
     about 2.7e5 parameters (``hidden=(64, 32)``: 5e4, sampling about 3x faster).
     """
@@ -743,6 +747,7 @@ class CaloVAE(CaloModel):
         prior_transforms: int = 3,
         conditional_sigma: bool | str = False,
         prior_hidden: Sequence[int] = (64, 64),
+        decoder_rank: int | None = None,
         e_min: float = E_MIN_MEV,
         e_max: float = E_MAX_MEV,
         threshold: float | None = None,
@@ -777,9 +782,18 @@ class CaloVAE(CaloModel):
         self.encoder = _mlp([n_out + n_context, *hidden, 2 * self.latent_dim])
         n_mask = self.n_voxels if zero_mask else 0
         n_sigma = {None: 0, "voxel": n_out, "layer": len(self.layer_sizes)}[self.sigma_mode]
-        self.decoder = _mlp(
-            [self.latent_dim + n_context, *reversed(hidden), n_out + n_mask + n_sigma]
-        )
+        widths = [self.latent_dim + n_context, *reversed(hidden), n_out + n_mask + n_sigma]
+        if decoder_rank is None:
+            self.decoder = _mlp(widths)
+        else:
+            rank_ok = isinstance(decoder_rank, int) and not isinstance(decoder_rank, bool)
+            if not (rank_ok and 1 <= decoder_rank < widths[-1]):
+                raise ConfigError(
+                    f"decoder_rank must be an integer from 1 to {widths[-1] - 1} (the "
+                    f"decoder's outputs); got {decoder_rank!r}."
+                )
+            bottleneck = _mlp([*widths[:-1], decoder_rank])  # linear into the bottleneck
+            self.decoder = nn.Sequential(*bottleneck, nn.Linear(decoder_rank, widths[-1]))
         self.rho = nn.Parameter(torch.zeros(n_out))
         self.latent_prior = latent_prior
         self.prior: nn.Module | None = None
