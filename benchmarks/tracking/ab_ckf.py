@@ -14,6 +14,7 @@ the two give the same tracks (the same partition of the hits) on every event.
 import sys
 import time
 import types
+from pathlib import Path
 
 import numpy as np
 
@@ -27,7 +28,7 @@ def load_version(path: str) -> types.ModuleType:
     """The ckf module of ``path`` as a module of its own (its finder not registered)."""
     module = types.ModuleType("colliderlab.tracking.ckf_b")
     sys.modules[module.__name__] = module
-    source = open(path).read().replace('@register(KIND, "ckf")', "")
+    source = Path(path).read_text().replace('@register(KIND, "ckf")', "")
     exec(compile(source, path, "exec"), module.__dict__)
     return module
 
