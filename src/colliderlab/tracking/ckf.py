@@ -123,7 +123,10 @@ arXiv:1904.06778; results in arXiv:2105.01160), in a compact form:
    event 0.884 -> 0.881).
 
 All combinatorial loops are numba-compiled (``cache=True``); the first call of a process
-compiles them (a few seconds, cached on disk afterwards).
+compiles them (a few seconds, cached on disk afterwards). The helix crossings and arc
+lengths of following, gap filling and recovery use branch-free polynomial ``_atan2``
+(1.8e-9 rad) and ``_sincos`` (1e-11) instead of libm's (atan2 and sincos were ~14% of the
+time; MU=200: the whole finder 11-12% faster, the same tracks on five events).
 
 Units: mm, GeV, rad; the field is a 2 T solenoid along z (pT = 0.0006 GeV/mm * R).
 """
@@ -297,6 +300,78 @@ def _wrap(a):
     while a < -np.pi:
         a += 2 * np.pi
     return a
+
+
+# atan(t) / t as a polynomial in u = t^2 on [0, 1] (least-squares Chebyshev fit, degree 9):
+# |_atan2 - math.atan2| <= 1.8e-9 rad, an arc error below 1 um for radii below 500 m
+_ATAN_C = (
+    0.9999999975465801,
+    -0.33333282298605577,
+    0.1999823069011253,
+    -0.14261574040466019,
+    0.10940200362489404,
+    -0.08372067088857983,
+    0.05746359976664859,
+    -0.030717541375555428,
+    0.010680732754406966,
+    -0.0017437033292294173,
+)
+
+
+@njit(cache=True, fastmath=_FAST)
+def _atan2(y, x):
+    """``math.atan2`` to 1.8e-9 rad without branches (libm's is ~25 ns a call)."""
+    ax = abs(x)
+    ay = abs(y)
+    big = max(ax, ay)
+    t = min(ax, ay) / big if big > 0.0 else 0.0
+    u = t * t
+    u2 = u * u
+    u4 = u2 * u2
+    c = _ATAN_C
+    p = (
+        (c[0] + c[1] * u)
+        + (c[2] + c[3] * u) * u2
+        + ((c[4] + c[5] * u) + (c[6] + c[7] * u) * u2) * u4
+        + (c[8] + c[9] * u) * u4 * u4
+    )
+    r = t * p
+    r = 0.5 * np.pi - r if ay > ax else r
+    r = np.pi - r if x < 0.0 else r
+    return -r if y < 0.0 else r
+
+
+@njit(cache=True, fastmath=_FAST)
+def _sincos(a):
+    """``(math.sin(a), math.cos(a))`` to 1e-11 without branches: Taylor polynomials on
+    ``[-pi/4, pi/4]`` after reduction by quarter turns."""
+    k = math.floor(a * (2.0 / np.pi) + 0.5)
+    r = a - k * (0.5 * np.pi)
+    q = np.int64(k)
+    r2 = r * r
+    s = r * (
+        1.0
+        + r2
+        * (
+            -1.0 / 6.0
+            + r2 * (1.0 / 120.0 + r2 * (-1.0 / 5040.0 + r2 * (1.0 / 362880.0 - r2 / 39916800.0)))
+        )
+    )
+    c = 1.0 + r2 * (
+        -0.5
+        + r2
+        * (
+            1.0 / 24.0
+            + r2
+            * (-1.0 / 720.0 + r2 * (1.0 / 40320.0 + r2 * (-1.0 / 3628800.0 + r2 / 479001600.0)))
+        )
+    )
+    odd = (q & 1) == 1
+    sn = c if odd else s
+    cs = s if odd else c
+    sn = -sn if (q & 2) == 2 else sn
+    cs = -cs if ((q + 1) & 2) == 2 else cs
+    return sn, cs
 
 
 @njit(cache=True, fastmath=_FAST)
@@ -771,9 +846,8 @@ def _fit_circle(xs, ys, ws, n):
         return x0 + 1e7, y0, 1e7
     q1 = crr * cxy - cxr * cyr
     q2 = crr * (cxx - cyy) - cxr * cxr + cyr * cyr
-    ph = 0.5 * math.atan2(2.0 * q1, q2)
-    sp = math.sin(ph)
-    cp = math.cos(ph)
+    ph = 0.5 * _atan2(2.0 * q1, q2)
+    sp, cp = _sincos(ph)
     kappa = (sp * cxr - cp * cyr) / crr
     delta = -kappa * r2m + sp * xm - cp * ym
     root = math.sqrt(max(1.0 - 4.0 * delta * kappa, 1e-12))
@@ -819,7 +893,7 @@ def _search(
     cphi = px / pr
     sphi = py / pr
     wphi = (w_rphi + 0.05 * w_long) / pr + 0.002
-    c = math.atan2(py, px)
+    c = _atan2(py, px)
     barrel = lay_barrel[lk]
     # the key range (z on a barrel, r on a disk) that can hold a hit within the window:
     # the prediction moves along d to the hit's r (barrel) or z (disk), at most to the
@@ -1147,8 +1221,8 @@ def _follow(
         hp[seed[2], 0],
         hp[seed[2], 1],
     )
-    a0 = math.atan2(hp[seed[0], 1] - yc, hp[seed[0], 0] - xc)
-    a2 = math.atan2(hp[seed[2], 1] - yc, hp[seed[2], 0] - xc)
+    a0 = _atan2(hp[seed[0], 1] - yc, hp[seed[0], 0] - xc)
+    a2 = _atan2(hp[seed[2], 1] - yc, hp[seed[2], 0] - xc)
     tanl = (hp[seed[2], 2] - hp[seed[0], 2]) / max(rad * abs(_wrap(a2 - a0)), 1e-6)
     nrm = math.sqrt(1.0 + tanl * tanl)
     n = 0
@@ -1299,14 +1373,14 @@ def _extend(
             xc, yc, rad, _ = _circle3(xs[0], ys[0], xs[1], ys[1], xs[2], ys[2])
         else:
             xc, yc, rad = _fit_circle(xs, ys, ws, m)
-        a_first = math.atan2(ys[0] - yc, xs[0] - xc)
-        a_last = math.atan2(ys[m - 1] - yc, xs[m - 1] - xc)
+        a_first = _atan2(ys[0] - yc, xs[0] - xc)
+        a_last = _atan2(ys[m - 1] - yc, xs[m - 1] - xc)
         sense = 1.0 if _wrap(a_last - a_first) >= 0 else -1.0
         # z(s): weighted line; s = arc length from the first fitted hit
         sw = swx = swy = swxx = swxy = 0.0
         for k in range(m):
             h = buf[n - m + k]
-            s = rad * abs(_wrap(math.atan2(hp[h, 1] - yc, hp[h, 0] - xc) - a_first))
+            s = rad * abs(_wrap(_atan2(hp[h, 1] - yc, hp[h, 0] - xc) - a_first))
             lk = hlayer[h]
             # z(s) on a disk: z is exact, s inherits the error of r
             sz = sig_long[lk] if lay_barrel[lk] else 0.02 + sig_long[lk] * abs(tanl)
@@ -1329,7 +1403,7 @@ def _extend(
         tanl = (sw * swxy - swx * swy) / den
         z_at0 = (swy - tanl * swx) / sw
         hl = buf[n - 1]
-        a_hit = math.atan2(hp[hl, 1] - yc, hp[hl, 0] - xc)
+        a_hit = _atan2(hp[hl, 1] - yc, hp[hl, 0] - xc)
         if not hole_ref:
             ref_alpha = a_hit
             ref_z = z_at0 + tanl * rad * abs(_wrap(a_hit - a_first))
@@ -1341,9 +1415,8 @@ def _extend(
         d = math.sqrt(xc * xc + yc * yc)
         # radius of the reference point: an outward (inward) crossing of a barrel inside
         # (outside) it would come after the turning point of the helix
-        r_ref = math.sqrt(
-            (xc + rad * math.cos(ref_alpha)) ** 2 + (yc + rad * math.sin(ref_alpha)) ** 2
-        )
+        sr, cr = _sincos(ref_alpha)
+        r_ref = math.sqrt((xc + rad * cr) ** 2 + (yc + rad * sr) ** 2)
         for lk in range(n_layers):
             if visited[lk]:
                 continue
@@ -1363,7 +1436,7 @@ def _extend(
                 for sgn in (-1.0, 1.0):
                     px = aa * ex - sgn * hh * ey
                     py = aa * ey + sgn * hh * ex
-                    al = math.atan2(py - yc, px - xc)
+                    al = _atan2(py - yc, px - xc)
                     da = sense * _wrap(al - ref_alpha)
                     if da < 0:
                         da += 2 * np.pi
@@ -1386,8 +1459,9 @@ def _extend(
                 if s < 0.5 or s >= best_s or s > np.pi * rad:
                     continue
                 al = ref_alpha + sense * s / rad
-                px = xc + rad * math.cos(al)
-                py = yc + rad * math.sin(al)
+                s_al, c_al = _sincos(al)
+                px = xc + rad * c_al
+                py = yc + rad * s_al
                 rr = math.sqrt(px * px + py * py)
                 if rr < lay_rmin[lk] - 1.0 or rr > lay_rmax[lk] + 1.0:
                     continue
@@ -1400,8 +1474,9 @@ def _extend(
             break
         lk = best_l
         visited[lk] = True
-        px = xc + rad * math.cos(best_a)
-        py = yc + rad * math.sin(best_a)
+        s_al, c_al = _sincos(best_a)
+        px = xc + rad * c_al
+        py = yc + rad * s_al
         pz = ref_z + tanl * best_s
         nrm = math.sqrt(1.0 + tanl * tanl)
         dx = -sense * (py - yc) / rad / nrm
@@ -1553,8 +1628,8 @@ def _fill_gaps(
             xc, yc, rad, _ = _circle3(xs[0], ys[0], xs[1], ys[1], xs[2], ys[2])
         else:
             xc, yc, rad = _fit_circle(xs, ys, ws, m)
-        a_a = math.atan2(hp[ha, 1] - yc, hp[ha, 0] - xc)
-        a_b = math.atan2(hp[hb, 1] - yc, hp[hb, 0] - xc)
+        a_a = _atan2(hp[ha, 1] - yc, hp[ha, 0] - xc)
+        a_b = _atan2(hp[hb, 1] - yc, hp[hb, 0] - xc)
         sense = 1.0 if _wrap(a_b - a_a) >= 0 else -1.0
         s_ab = rad * abs(_wrap(a_b - a_a))
         if s_ab < 1.0:
@@ -1564,7 +1639,7 @@ def _fill_gaps(
         s2rphi = 0.0
         for k in range(m):
             h = buf[j0 + k]
-            sk = rad * sense * _wrap(math.atan2(hp[h, 1] - yc, hp[h, 0] - xc) - a_a)
+            sk = rad * sense * _wrap(_atan2(hp[h, 1] - yc, hp[h, 0] - xc) - a_a)
             lk = hlayer[h]
             sz = sig_long[lk] if lay_barrel[lk] else 0.02 + sig_long[lk] * abs(tanl0)
             w = 1.0 / (sz * sz)
@@ -1602,7 +1677,7 @@ def _fill_gaps(
                 for sgn in (-1.0, 1.0):
                     qx = aa * ex - sgn * hh * ey
                     qy = aa * ey + sgn * hh * ex
-                    al = math.atan2(qy - yc, qx - xc)
+                    al = _atan2(qy - yc, qx - xc)
                     sq = rad * sense * _wrap(al - a_a)
                     if sq < 0.5 or sq > s_ab - 0.5:
                         continue
@@ -1619,8 +1694,9 @@ def _fill_gaps(
                 if sq < 0.5 or sq > s_ab - 0.5:
                     continue
                 al = a_a + sense * sq / rad
-                qx = xc + rad * math.cos(al)
-                qy = yc + rad * math.sin(al)
+                s_al, c_al = _sincos(al)
+                qx = xc + rad * c_al
+                qy = yc + rad * s_al
                 rq = math.sqrt(qx * qx + qy * qy)
                 if rq < lay_rmin[lk] - 1.0 or rq > lay_rmax[lk] + 1.0:
                     continue
@@ -1629,8 +1705,9 @@ def _fill_gaps(
             if best_s < 0.0:
                 continue
             visited[lk] = True
-            px = xc + rad * math.cos(best_a)
-            py = yc + rad * math.sin(best_a)
+            s_al, c_al = _sincos(best_a)
+            px = xc + rad * c_al
+            py = yc + rad * s_al
             pz = z_a + tanl * best_s
             dx = -sense * (py - yc) / rad / nrm
             dy = sense * (px - xc) / rad / nrm
@@ -1865,8 +1942,8 @@ def _recover(
             if hp[h, 3] > hp[hi_out, 3]:
                 hi_out = h
         xc, yc, rad = _fit_circle(xs, ys, ws, m)
-        a0 = math.atan2(hp[hi_in, 1] - yc, hp[hi_in, 0] - xc)
-        a1 = math.atan2(hp[hi_out, 1] - yc, hp[hi_out, 0] - xc)
+        a0 = _atan2(hp[hi_in, 1] - yc, hp[hi_in, 0] - xc)
+        a1 = _atan2(hp[hi_out, 1] - yc, hp[hi_out, 0] - xc)
         sense = 1.0 if _wrap(a1 - a0) >= 0 else -1.0
         s_out = rad * abs(_wrap(a1 - a0))
         if s_out < 1.0:
@@ -1880,7 +1957,7 @@ def _recover(
             lay_cnt[k] = 0
         for k in range(m):
             h = thits[a + k]
-            sk = rad * sense * _wrap(math.atan2(hp[h, 1] - yc, hp[h, 0] - xc) - a0)
+            sk = rad * sense * _wrap(_atan2(hp[h, 1] - yc, hp[h, 0] - xc) - a0)
             ss[k] = sk
             s_min = min(s_min, sk)
             s_max = max(s_max, sk)
@@ -1964,7 +2041,7 @@ def _recover(
                 for sgn in (-1.0, 1.0):
                     qx = aa * ex - sgn * hh * ey
                     qy = aa * ey + sgn * hh * ex
-                    al = math.atan2(qy - yc, qx - xc)
+                    al = _atan2(qy - yc, qx - xc)
                     if (-sense * (qy - yc) * qx + sense * (qx - xc) * qy) > 0:
                         # outgoing branch (before the turning point)
                         if lay_cnt[lk] > 0:
@@ -1989,8 +2066,9 @@ def _recover(
                 if sq < -np.pi * rad or sq > max(np.pi * rad, s_lim):
                     continue
                 al = a0 + sense * sq / rad
-                qx = xc + rad * math.cos(al)
-                qy = yc + rad * math.sin(al)
+                s_al, c_al = _sincos(al)
+                qx = xc + rad * c_al
+                qy = yc + rad * s_al
                 rq = math.sqrt(qx * qx + qy * qy)
                 if rq < lay_rmin[lk] - 1.0 or rq > lay_rmax[lk] + 1.0:
                     continue
@@ -2011,8 +2089,9 @@ def _recover(
                 ds = 1e30
                 for k in range(m):
                     ds = min(ds, abs(best_s - ss[k]))
-                px = xc + rad * math.cos(best_a)
-                py = yc + rad * math.sin(best_a)
+                s_al, c_al = _sincos(best_a)
+                px = xc + rad * c_al
+                py = yc + rad * s_al
                 pz = z_a + tanl * best_s
                 dx = -sense * (py - yc) / rad / nrm
                 dy = sense * (px - xc) / rad / nrm
