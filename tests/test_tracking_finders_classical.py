@@ -251,6 +251,27 @@ def test_ckf_fast_atan2_and_sincos_match_libm():
     assert np.max(np.abs(c - np.cos(a))) < 1e-10
 
 
+def test_ckf_cell_sort_and_track_grouping_match_numpy():
+    """The grid's counting sort equals a stable lexsort by (cell, key), also for crowded
+    cells (merge sort) and empty ones; the recovery's grouping of hits by track label
+    equals a stable argsort of the labels, labels without hits left out."""
+    from colliderlab.tracking.ckf import _cell_sort, _group_tracks
+
+    rng = np.random.default_rng(11)
+    cell = np.concatenate([rng.integers(0, 50, 3000), np.full(500, 57)])  # 57: crowded
+    key = np.round(rng.normal(0.0, 100.0, cell.size), 1)  # ties in key
+    order, start = _cell_sort(cell, key, 60)
+    assert np.array_equal(order, np.lexsort((key, cell)))
+    assert np.array_equal(start, np.searchsorted(cell[order], np.arange(61)))
+    label = rng.integers(0, 40, 5000)
+    label[label == 7] = 0  # track 7 has no hits
+    start, hits, labels = _group_tracks(label, 40)
+    on = np.flatnonzero(label > 0)
+    assert np.array_equal(hits, on[np.argsort(label[on], kind="stable")])
+    assert np.array_equal(labels, np.unique(label[on]))
+    assert np.array_equal(np.diff(start), np.bincount(label[on])[labels])
+
+
 def test_ckf_grid_is_sorted_by_layer_phi_bin_and_key():
     from colliderlab.tracking.ckf import _PHI_BINS
 
