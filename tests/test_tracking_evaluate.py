@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +79,64 @@ def test_a_submission_missing_hits_is_refused(real_event):
         measure(DropsHits(), real_event)
     with pytest.raises(ConfigError, match="track_id"):
         check_submission(real_event, pd.DataFrame({"hit_id": real_event.hits["hit_id"]}))
+
+
+class Allocates(Oracle):
+    """The oracle that also holds ``mb`` MB of touched memory for a moment."""
+
+    name = "allocates"
+
+    def __init__(self, mb: int) -> None:
+        self.mb = mb
+
+    def find(self, event):
+        block = np.ones(self.mb * 2**20 // 8)
+        time.sleep(0.05)
+        del block
+        return super().find(event)
+
+
+@pytest.mark.parametrize("kernel", [True, False], ids=["high-water-mark", "sampler"])
+def test_peak_memory_sees_a_block_freed_before_the_finder_returns(real_event, monkeypatch, kernel):
+    """200 MB allocated and freed inside ``find``: measured 200 MB (within 30), also after
+    an earlier allocation of the same size left free pages; a finder that allocates little
+    measures little."""
+    import colliderlab.tracking.evaluate as ev
+
+    if not kernel:
+        monkeypatch.setattr(ev, "_reset_peak_rss", lambda: False)
+    elif not ev._reset_peak_rss():
+        pytest.skip("no resettable RSS high-water mark (not Linux)")
+    for _ in range(2):
+        _, _, extra = measure(Allocates(200), real_event)
+        assert 170 <= extra <= 230
+    _, _, small = measure(Oracle(), real_event)
+    assert small < 30
+
+
+def test_peak_memory_inside_compiled_code_holding_the_gil(real_event):
+    """A numba kernel that allocates, touches and frees 200 MB without releasing the GIL (as
+    the ckf kernels do): a sampling thread cannot see it, the kernel's high-water mark does."""
+    from numba import njit
+
+    import colliderlab.tracking.evaluate as ev
+
+    if not ev._reset_peak_rss():
+        pytest.skip("no resettable RSS high-water mark (not Linux)")
+
+    @njit
+    def churn(n):
+        a = np.ones(n)
+        return a.sum()
+
+    class Compiled(Oracle):
+        def find(self, event):
+            churn(200 * 2**20 // 8)
+            return super().find(event)
+
+    churn(8)
+    _, _, extra = measure(Compiled(), real_event)
+    assert 170 <= extra <= 230
 
 
 def test_no_events_or_no_finders_is_an_error(real_event):

@@ -2,8 +2,12 @@
 memory per event, and their scaling with pile-up.
 
 * :func:`measure`: runs one finder on one event and returns its submission, the wall time and
-  the peak extra resident memory (RSS sampled every few milliseconds by a thread while the
-  finder runs, minus the RSS before it started).
+  the peak extra resident memory: the peak RSS while the finder runs minus the RSS before it
+  started. On Linux the peak is the kernel's high-water mark (``VmHWM``, reset through
+  ``/proc/self/clear_refs`` before the run, after the heap's free pages are handed back with
+  glibc's ``malloc_trim``, so that memory freed by earlier work does not hide the finder's);
+  elsewhere a thread samples the RSS every few milliseconds (it misses peaks inside
+  compiled code that holds the GIL).
 * :func:`evaluate_finders`: every finder on every event: the table of
   :func:`markdown_table`, per-event rows, efficiency vs pT and eta.
 * :func:`scaling`: time and memory per event vs the number of hits (pile-up) for each
@@ -28,17 +32,49 @@ from colliderlab.tracking.event import TrackingEvent
 from colliderlab.tracking.finders import TrackFinder
 
 
+def _proc_status_kb(field: str) -> int | None:
+    """A ``kB`` field of ``/proc/self/status`` (e.g. ``VmRSS``, ``VmHWM``), None if absent."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Hand the heap's free pages back (glibc) and reset the kernel's RSS high-water mark;
+    False where the kernel does not offer it."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return False
+    return _proc_status_kb("VmHWM") is not None
+
+
 class _PeakRSS:
-    """Samples this process's resident memory in a thread; ``peak`` is the maximum seen."""
+    """Peak resident memory of this process while the ``with`` block runs: the kernel's
+    high-water mark where it can be reset (Linux), else the maximum of the RSS sampled in a
+    thread; ``extra_mb`` is the peak minus the RSS at the start."""
 
     def __init__(self, interval: float = 0.002) -> None:
         import psutil
 
         self._proc = psutil.Process(os.getpid())
         self.interval = interval
+        self._kernel = _reset_peak_rss()
         self.start = self.peak = self._proc.memory_info().rss
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread = None if self._kernel else threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -46,13 +82,19 @@ class _PeakRSS:
             time.sleep(self.interval)
 
     def __enter__(self) -> _PeakRSS:
-        self._thread.start()
+        if self._thread is not None:
+            self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
         self.peak = max(self.peak, self._proc.memory_info().rss)
+        if self._kernel:
+            hwm = _proc_status_kb("VmHWM")
+            if hwm is not None:
+                self.peak = max(self.peak, hwm * 1024)
 
     @property
     def extra_mb(self) -> float:
