@@ -272,6 +272,29 @@ def test_ckf_cell_sort_and_track_grouping_match_numpy():
     assert np.array_equal(np.diff(start), np.bincount(label[on])[labels])
 
 
+def test_ckf_compaction_keeps_the_free_hits_and_their_grid():
+    """The copy of the free hits each iteration works on equals numpy's selection, and its
+    grid starts are those of the selection (``searchsorted`` of the kept indices)."""
+    from colliderlab.tracking.ckf import _compact
+
+    rng = np.random.default_rng(4)
+    t = _toy_layers(rng)
+    n = len(t["x"])
+    taken = rng.random(n) < 0.4
+    layer = t["layer"].astype(np.int64)
+    key = np.ascontiguousarray(t["key"])
+    free, fhp, fkey, fmodule, flayer, fgrid = _compact(
+        taken, t["hp"], key, t["module"], layer, t["grid_start"]
+    )
+    keep = np.flatnonzero(~taken)
+    assert np.array_equal(free, keep)
+    assert np.array_equal(fhp, t["hp"][keep])
+    assert np.array_equal(fkey, key[keep])
+    assert np.array_equal(fmodule, t["module"][keep])
+    assert np.array_equal(flayer, layer[keep])
+    assert np.array_equal(fgrid, np.searchsorted(keep, t["grid_start"]))
+
+
 def test_ckf_grid_is_sorted_by_layer_phi_bin_and_key():
     from colliderlab.tracking.ckf import _PHI_BINS
 

@@ -2405,16 +2405,20 @@ class CKFFinder(TrackFinder):
         triplets = np.unique(self._triplets(table), axis=0).reshape(-1, 3)
         its = self._iterations()
         n_hits = np.int64(len(x))
+        layer64 = layer.astype(np.int64)
+        lay_zmin = table["z_min"].to_numpy(np.float64)
+        lay_zmax = table["z_max"].to_numpy(np.float64)
+        sig_rphi = np.ascontiguousarray(res[:, 0])
+        sig_long = np.ascontiguousarray(res[:, 1])
         memo_keys = np.zeros(0, np.int64)
         memo_len = np.zeros(0, np.int64)
         for it_pt, it_d0, it_z0, passes in its:
             # the iteration works on the free hits only: the grid without the hits of the
             # tracks of the earlier iterations (they are most of the hits its seeding
             # windows would scan); ``free`` maps back
-            free = np.flatnonzero(~used)
-            fhp, fkey, fmodule = hp[free], key[free], module[free]
-            flayer = layer[free].astype(np.int64)
-            fgrid = np.searchsorted(free, grid_start).astype(np.int64)
+            free, fhp, fkey, fmodule, flayer, fgrid = _compact(
+                used, hp, key, module, layer64, grid_start
+            )
             fused = np.zeros(len(free), np.bool_)
             flabel = np.zeros(len(free), np.int64)
             seeds, quality = _find_seeds(
@@ -2458,10 +2462,10 @@ class CKFFinder(TrackFinder):
                 lay_pos,
                 lay_rmin,
                 lay_rmax,
-                table["z_min"].to_numpy(np.float64),
-                table["z_max"].to_numpy(np.float64),
-                np.ascontiguousarray(res[:, 0]),
-                np.ascontiguousarray(res[:, 1]),
+                lay_zmin,
+                lay_zmax,
+                sig_rphi,
+                sig_long,
                 self.fit_hits,
                 self.window_sigma,
                 MS_PER_LAYER,
@@ -2479,18 +2483,21 @@ class CKFFinder(TrackFinder):
             memo_keys, memo_len = _remember(memo_keys, memo_len, keys, tried)
         for _ in range(_RECOVER_PASSES if track > 0 else 0):
             tstart, th, tlabel = _group_tracks(label_sorted, track)
-            free = np.flatnonzero(label_sorted == 0)  # the recovery searches the free hits
+            # the recovery searches the free hits
+            free, fhp, _, fmodule, _, fgrid = _compact(
+                label_sorted > 0, hp, key, module, layer64, grid_start
+            )
             _recover(
                 tstart,
                 th,
                 tlabel.astype(np.int64),
                 hp,
-                layer.astype(np.int64),
+                layer64,
                 module,
                 free,
-                hp[free],
-                module[free],
-                np.searchsorted(free, grid_start).astype(np.int64),
+                fhp,
+                fmodule,
+                fgrid,
                 lay_other,
                 np.zeros(len(free), np.bool_),
                 label_sorted,
@@ -2498,10 +2505,10 @@ class CKFFinder(TrackFinder):
                 lay_pos,
                 lay_rmin,
                 lay_rmax,
-                table["z_min"].to_numpy(np.float64),
-                table["z_max"].to_numpy(np.float64),
-                np.ascontiguousarray(res[:, 0]),
-                np.ascontiguousarray(res[:, 1]),
+                lay_zmin,
+                lay_zmax,
+                sig_rphi,
+                sig_long,
                 _RECOVER_SIGMA,
                 MS_PER_LAYER,
                 self.sibling_chi2,
@@ -2615,6 +2622,38 @@ def _group_tracks(label, n_tracks):
             hits[fill[slot[t]]] = i
             fill[slot[t]] += 1
     return start, hits, labels
+
+
+@njit(cache=True)
+def _compact(taken, hp, key, module, layer, grid_start):
+    """The hits not ``taken``, in grid order: ``(index, hp, key, module, layer, grid
+    start)``, the grid start of each (layer, phi bin) cell counted anew (one pass; the
+    iterations and the recovery work on these copies)."""
+    n = 0
+    for i in range(taken.shape[0]):
+        if not taken[i]:
+            n += 1
+    free = np.empty(n, np.int64)
+    fhp = np.empty((n, hp.shape[1]))
+    fkey = np.empty(n)
+    fmodule = np.empty(n, np.int64)
+    flayer = np.empty(n, np.int64)
+    fgrid = np.empty(grid_start.shape[0], np.int64)
+    k = 0
+    for c in range(grid_start.shape[0] - 1):
+        fgrid[c] = k
+        for i in range(grid_start[c], grid_start[c + 1]):
+            if taken[i]:
+                continue
+            free[k] = i
+            for j in range(hp.shape[1]):
+                fhp[k, j] = hp[i, j]
+            fkey[k] = key[i]
+            fmodule[k] = module[i]
+            flayer[k] = layer[i]
+            k += 1
+    fgrid[grid_start.shape[0] - 1] = k
+    return free, fhp, fkey, fmodule, flayer, fgrid
 
 
 def _remember(
