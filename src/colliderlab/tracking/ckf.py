@@ -569,6 +569,8 @@ def _find_seeds(
             t1 += 1
         s1 = bstart[l1 * nb]
         e1 = bstart[(l1 + 1) * nb]
+        r0min = max(lay_rmin[l0], 20.0)
+        as0 = math.asin(min(1.0, r0min * sin_half))
         for i1 in range(s1, e1):
             if used[i1]:
                 continue
@@ -579,13 +581,7 @@ def _find_seeds(
             phi1 = hp[i1, 4]
             as1 = as_r[i1]
             inv_r1 = 1.0 / r1
-            r0min = max(lay_rmin[l0], 20.0)
-            w0 = (
-                as1
-                - math.asin(min(1.0, r0min * sin_half))
-                + max_d0 * (1.0 / r0min - inv_r1)
-                + 0.005
-            )
+            w0 = as1 - as0 + max_d0 * (1.0 / r0min - inv_r1) + 0.005
             # key range of the inner layer allowed by |z0| <= max_z0
             if lay_barrel[l0]:
                 f = lay_pos[l0] / r1
