@@ -44,15 +44,19 @@ def _proc_status_kb(field: str) -> int | None:
     return None
 
 
-def _reset_peak_rss() -> bool:
-    """Hand the heap's free pages back (glibc) and reset the kernel's RSS high-water mark;
-    False where the kernel does not offer it."""
+def _trim_heap() -> None:
+    """Hand the heap's free pages back to the system (glibc's ``malloc_trim``; nothing
+    elsewhere), so that a measurement does not start with resident pages it can reuse."""
     try:
         import ctypes
 
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's RSS high-water mark; False where the kernel does not offer it."""
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
@@ -71,6 +75,7 @@ class _PeakRSS:
 
         self._proc = psutil.Process(os.getpid())
         self.interval = interval
+        _trim_heap()
         self._kernel = _reset_peak_rss()
         self.start = self.peak = self._proc.memory_info().rss
         self._stop = threading.Event()
