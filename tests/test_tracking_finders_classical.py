@@ -128,6 +128,20 @@ def test_empty_event_gives_an_empty_submission(name):
     assert len(sub) == 0
 
 
+def test_ckf_refuses_non_finite_hit_coordinates():
+    event = _straight_track_event()
+    event.hits.loc[3, "z"] = np.nan
+    with pytest.raises(ConfigError, match=r"'z' has 1 NaN or infinite value.*hit_id 4"):
+        make_finder("ckf").find(event)
+
+
+def test_ckf_cell_sort_refuses_a_cell_outside_the_grid():
+    from colliderlab.tracking.ckf import _cell_sort
+
+    with pytest.raises(ValueError, match="outside"):
+        _cell_sort(np.array([0, 5], np.int64), np.zeros(2), 4)
+
+
 @pytest.mark.parametrize("name", FINDERS)
 def test_single_straight_track_is_one_track(name):
     sub = make_finder(name).find(_straight_track_event())

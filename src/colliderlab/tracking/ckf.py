@@ -2379,6 +2379,13 @@ class CKFFinder(TrackFinder):
         x = hits["x"].to_numpy(np.float64)
         y = hits["y"].to_numpy(np.float64)
         z = hits["z"].to_numpy(np.float64)
+        for name, values in (("x", x), ("y", y), ("z", z)):
+            if not np.isfinite(values).all():
+                bad = hit_id[~np.isfinite(values)]
+                raise ConfigError(
+                    f"ckf: hit column {name!r} has {len(bad)} NaN or infinite value(s) (first "
+                    f"hit_id {bad[0]}); every hit needs finite coordinates in mm."
+                )
         phi = np.arctan2(y, x)
         r = np.hypot(x, y)
         barrel = table["barrel"].to_numpy(bool)
@@ -2486,7 +2493,7 @@ class CKFFinder(TrackFinder):
             _recover(
                 tstart,
                 th,
-                tlabel.astype(np.int64),
+                tlabel,
                 hp,
                 layer64,
                 module,
@@ -2553,6 +2560,8 @@ def _cell_sort(cell, key, n_cells):
     cell (a few tens of hits at MU=200; a merge sort above 256)."""
     start = np.zeros(n_cells + 1, np.int64)
     for i in range(cell.shape[0]):
+        if cell[i] < 0 or cell[i] >= n_cells:
+            raise ValueError("_cell_sort: a cell index outside [0, n_cells)")
         start[cell[i] + 1] += 1
     for c in range(n_cells):
         start[c + 1] += start[c]
