@@ -227,3 +227,26 @@ def test_fused_vae_sampling_has_the_distribution_of_the_pytorch_path():
             assert abs(float(ea.mean() - eb.mean())) < 5 * err + 1e-9
             fa, fb = float((a > 0).float().mean()), float((b > 0).float().mean())
             assert abs(fa - fb) < 0.01
+
+
+def test_voxel_kernel_output_is_finite_and_non_negative_for_non_finite_decoder_outputs():
+    """NaN and inf in the decoder output (a broken network) give finite, non-negative voxel
+    energies, each layer summing to at most its energy, as the PyTorch path guarantees."""
+    gen = torch.Generator().manual_seed(6)
+    n, b = 12, 50
+    out = torch.randn(b, 3 * n, generator=gen)
+    out[::3, 0] = math.nan
+    out[1::3, n + 1] = math.nan
+    out[2::3, 2 * n + 2] = math.inf
+    out[::5, 5] = -math.inf
+    starts = np.array([0, 4, 12], dtype=np.int64)
+    layers = np.full((b, 2), 100.0, dtype=np.float32)
+    ones, zeros = np.ones(n, dtype=np.float32), np.zeros(n, dtype=np.float32)
+    got = kernels.vae_voxels(
+        out.numpy(), zeros, ones, zeros, starts, layers, np.uint64(3), 0.85, 0.05, 1e-6,
+        np.float32(0.0),
+    )  # fmt: skip
+    assert np.isfinite(got).all()
+    assert (got >= 0).all()
+    assert (got[:, :4].sum(1) <= 100.0 * (1 + 1e-5)).all()
+    assert (got[:, 4:].sum(1) <= 100.0 * (1 + 1e-5)).all()

@@ -38,9 +38,10 @@ from numba import njit
 from numba.core import types
 from numba.extending import intrinsic
 
-# No 'nnan' / 'ninf': a NaN from a broken network must stay a NaN (it reads out as an empty
-# voxel, as in the PyTorch path), not undefined behaviour. error_model="numpy": a float
-# division is a plain division (Python's ZeroDivisionError check stops vectorisation).
+# No 'nnan' / 'ninf': comparisons keep their IEEE meaning with a NaN or an inf (from a broken
+# network), so a voxel then reads out as zero or as a finite fraction, never as undefined
+# behaviour. error_model="numpy": a float division is a plain division (Python's
+# ZeroDivisionError check would stop the vectorisation).
 _FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}
 _JIT = {"cache": True, "fastmath": _FAST, "error_model": "numpy"}
 
@@ -238,7 +239,7 @@ def _float32_each(x):
 def polynomials(x: np.ndarray) -> dict[str, np.ndarray]:
     """The kernels' polynomial functions of each element of x (1-D), for tests: float64 x
     -> {"exp"} (the spline's), float32 x -> {"exp", "log", "normal_quantile"} (the voxel
-    kernel's; the log for x > 0, the quantile for x in (0, 1), NaN-free elsewhere or not)."""
+    kernel's; the log is meant for x > 0, the quantile for x in (0, 1))."""
     if x.dtype == np.float32:
         return dict(zip(("exp", "log", "normal_quantile"), _float32_each(x), strict=True))
     return {"exp": _exp64_each(x.astype(np.float64))}
