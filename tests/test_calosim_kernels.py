@@ -250,3 +250,20 @@ def test_voxel_kernel_output_is_finite_and_non_negative_for_non_finite_decoder_o
     assert (got >= 0).all()
     assert (got[:, :4].sum(1) <= 100.0 * (1 + 1e-5)).all()
     assert (got[:, 4:].sum(1) <= 100.0 * (1 + 1e-5)).all()
+
+
+def test_voxel_kernel_refuses_inconsistent_shapes():
+    """The compiled loop does no bounds checks: shapes that do not fit one another are
+    refused with the expected ones named."""
+    n, b = 12, 4
+    out = np.zeros((b, 3 * n), dtype=np.float32)
+    ones, zeros = np.ones(n, dtype=np.float32), np.zeros(n, dtype=np.float32)
+    starts, layers = np.array([0, 4, 12]), np.ones((b, 2), dtype=np.float32)
+    args = (ones, zeros, starts, layers, 1, 0.85, 0.05, 1e-6, 0.0)
+    assert kernels.vae_voxels(out, zeros, *args).shape == (b, n)
+    with pytest.raises(ValueError, match=r"out \(B, 3 n\)"):
+        kernels.vae_voxels(out[:, :-1], zeros, *args)
+    with pytest.raises(ValueError, match="starts"):
+        kernels.vae_voxels(out, zeros, ones, zeros, np.array([0, 4, 11]), *args[3:])
+    with pytest.raises(ValueError, match="layers"):
+        kernels.vae_voxels(out, zeros, ones, zeros, starts, layers[:, :1], *args[4:])

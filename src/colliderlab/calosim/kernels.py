@@ -245,10 +245,54 @@ def polynomials(x: np.ndarray) -> dict[str, np.ndarray]:
     return {"exp": _exp64_each(x.astype(np.float64))}
 
 
-@njit(**_JIT)
-def vae_voxels(out, rho, scale, shift, starts, layers, key, noise, min_sigma, alpha, threshold):
+def vae_voxels(
+    out: np.ndarray,
+    rho: np.ndarray,
+    scale: np.ndarray,
+    shift: np.ndarray,
+    starts: np.ndarray,
+    layers: np.ndarray,
+    key: int,
+    noise: float,
+    min_sigma: float,
+    alpha: float,
+    threshold: float,
+) -> np.ndarray:
     """The voxel energies (B, n) float32 of a ``zero_mask``, ``conditional_sigma`` VAE with a
-    layer-energy model, from its decoder output; computed in float32.
+    layer-energy model, from its decoder output; computed in float32 (see
+    :func:`_vae_voxels` for the arguments). The shapes are checked here: the compiled loop
+    does no bounds checks, so a wrong shape would read past the arrays."""
+    n = rho.shape[0] if rho.ndim == 1 else -1
+    b = out.shape[0] if out.ndim == 2 else -1
+    starts = np.asarray(starts, dtype=np.int64)
+    ok = (
+        n > 0
+        and out.shape == (b, 3 * n)
+        and scale.shape == shift.shape == (n,)
+        and starts.ndim == 1
+        and starts.size >= 2
+        and starts[0] == 0
+        and starts[-1] == n
+        and bool(np.all(np.diff(starts) >= 0))
+        and layers.shape == (b, starts.size - 1)
+    )
+    if not ok:
+        raise ValueError(
+            "vae_voxels: need out (B, 3 n), rho / scale / shift (n,), starts (n_layers + 1,) "
+            f"from 0 to n, non-decreasing, and layers (B, n_layers); got out {out.shape}, rho "
+            f"{rho.shape}, scale {scale.shape}, shift {shift.shape}, starts {starts.tolist()}, "
+            f"layers {layers.shape}."
+        )
+    f32 = [np.ascontiguousarray(a, dtype=np.float32) for a in (out, rho, scale, shift, layers)]
+    return _vae_voxels(
+        *f32[:4], starts, f32[4], np.uint64(key), float(noise), float(min_sigma),
+        float(alpha), np.float32(threshold),
+    )  # fmt: skip
+
+
+@njit(**_JIT)
+def _vae_voxels(out, rho, scale, shift, starts, layers, key, noise, min_sigma, alpha, threshold):
+    """The compiled loop of :func:`vae_voxels`.
 
     Args:
         out: decoder output (B, 3 n) float32: shape means, fill logits, offsets of rho.
