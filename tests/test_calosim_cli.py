@@ -24,7 +24,8 @@ def test_dataset_train_evaluate(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["n_params"] > 0
     assert dict(result["config"]["model_kwargs"])["energy_model"] == "iaf"
-    evaluate = ["evaluate", "calosim", *common, "--models", str(out), "-o", str(tmp_path / "e")]
+    evaluate = ["evaluate", "calosim", *common, "--models", str(out), f"{out}@bfloat16"]
+    evaluate += ["-o", str(tmp_path / "e")]
     by_energy = ["--timing-energies", "1", "100", "--timing-showers", "20"]
     assert main([*evaluate, "--large-batch", "100", "--extra-batches", "150", *by_energy]) == 0
     text = capsys.readouterr().out
@@ -34,8 +35,10 @@ def test_dataset_train_evaluate(tmp_path, capsys):
     assert (tmp_path / "e" / "results.md").is_file()
     timing = json.loads((tmp_path / "e" / "reference_timing.json").read_text())
     assert timing["s_per_shower"] > 0
-    row = json.loads((tmp_path / "e" / "evaluation.json").read_text())["rows"][0]
-    assert row["s_per_shower_batch150"] > 0
+    rows = json.loads((tmp_path / "e" / "evaluation.json").read_text())["rows"]
+    assert [r["model"] for r in rows] == ["vae", "vae@bfloat16"]  # DIR@PRECISION: same model
+    assert rows[0]["n_params"] == rows[1]["n_params"]
+    assert rows[0]["s_per_shower_batch150"] > 0
     # speed-up vs energy: the reference's cost grows with the energy (about 35x from 1 to
     # 100 GeV: the number of spots), the model's does not
     assert "Speed-up vs incident energy" in text
@@ -65,3 +68,18 @@ def test_train_model_kwargs_from_the_command_line():
     args.model_arg = ["oops"]
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         _model_kwargs(args)
+
+
+def test_model_spec_with_a_sampling_precision(tmp_path):
+    """``--models DIR@bfloat16``: the directory and the precision; an unknown precision is
+    refused by name; a directory whose own name holds an '@' is taken as it is."""
+    from colliderlab.calosim.evaluate import _precision_spec
+    from colliderlab.core.errors import ConfigError
+
+    assert _precision_spec("runs/vae@bfloat16") == ("runs/vae", "bfloat16")
+    assert _precision_spec("runs/vae") == ("runs/vae", None)
+    with pytest.raises(ConfigError, match="float16"):
+        _precision_spec("runs/vae@float16")
+    odd = tmp_path / "vae@v2"
+    odd.mkdir()
+    assert _precision_spec(str(odd)) == (str(odd), None)

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from colliderlab.calosim import kernels
+from colliderlab.calosim import kernels, models
 from colliderlab.calosim.features import layer_sizes
 from colliderlab.calosim.models import CaloVAE, LayerEnergyFlow, _rqs_forward
+from colliderlab.core.errors import ConfigError
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -47,6 +48,10 @@ def test_polynomial_exp_log_and_normal_quantile_match_numpy_and_torch():
     np.testing.assert_allclose(flipped, -z, rtol=0.0, atol=1e-6)
     assert -5.4 < z[0] < -5.2
     assert 5.2 < z[-1] < 5.4
+    r = np.concatenate([np.linspace(-80.0, 80.0, 200_001), [0.0, 1e-30, -1e-30]])
+    softplus = kernels.polynomials(r.astype(np.float32))["softplus"]
+    exact = np.logaddexp(0.0, r.astype(np.float32).astype(np.float64))
+    np.testing.assert_allclose(softplus, exact, rtol=5e-7, atol=0.0)
 
 
 def test_counter_based_uniforms_are_uniform_independent_and_keyed():
@@ -267,3 +272,66 @@ def test_voxel_kernel_refuses_inconsistent_shapes():
         kernels.vae_voxels(out, zeros, ones, zeros, np.array([0, 4, 11]), *args[3:])
     with pytest.raises(ValueError, match="layers"):
         kernels.vae_voxels(out, zeros, ones, zeros, starts, layers[:, :1], *args[4:])
+
+
+def _bfloat16_bits(x: torch.Tensor) -> np.ndarray:
+    return x.to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+
+
+def test_voxel_kernel_reads_bfloat16_bits_and_writes_into_a_given_array():
+    """A decoder output given as bfloat16 bits (uint16) gives exactly the showers of its
+    float32 value; ``into`` (e.g. the rows of a larger batch) is written and returned; a
+    wrong ``into`` is refused."""
+    model = _fused_vae(seed=4)
+    prep, n = model.preprocessing, model.n_voxels
+    gen = torch.Generator().manual_seed(8)
+    b = 200
+    out = torch.randn(b, 3 * n, generator=gen) * 2.0
+    starts = np.cumsum((0, *model.layer_sizes), dtype=np.int64)
+    layers = (torch.rand(b, 5, generator=gen) * 1e3).numpy()
+    args = (
+        model.rho.detach().numpy(), prep.std[:n].contiguous().numpy(),
+        prep.mean[:n].contiguous().numpy(), starts, layers, np.uint64(11), 0.85,
+        float(model.min_sigma), prep.alpha, np.float32(prep.threshold),
+    )  # fmt: skip
+    bits = _bfloat16_bits(out)
+    rounded = out.to(torch.bfloat16).float().numpy()
+    assert not np.array_equal(rounded, out.numpy())
+    expected = kernels.vae_voxels(rounded, *args)
+    np.testing.assert_array_equal(kernels.vae_voxels(bits, *args), expected)
+    big = np.full((b + 10, n), -1.0, dtype=np.float32)
+    got = kernels.vae_voxels(bits, *args, into=big[5 : b + 5])
+    assert np.shares_memory(got, big)
+    np.testing.assert_array_equal(big[5 : b + 5], expected)
+    assert (big[:5] == -1).all()
+    assert (big[b + 5 :] == -1).all()
+    strided = np.empty((b, 2 * n), np.float32)[:, ::2]
+    for wrong in (np.empty((b, n), np.float64), np.empty((b + 1, n), np.float32), strided):
+        with pytest.raises(ValueError, match="into"):
+            kernels.vae_voxels(bits, *args, into=wrong)
+
+
+def test_fused_bfloat16_sampling_stays_close_to_float32_and_chunks_write_in_place(monkeypatch):
+    """``fused_precision="bfloat16"`` (the decoder's last layer in bfloat16) draws the same
+    random numbers: the showers of one seed keep their filled voxels (all but a few per
+    mille) and their layer energies (which the energy flow sets, in float32) to 1e-5; it is
+    seeded. Batches larger than a chunk are written chunk by chunk into the result: the same
+    showers as the chunks drawn one after the other. An unknown precision is refused."""
+    model = _fused_vae(seed=5)
+    energies = torch.exp(torch.empty(700).uniform_(math.log(1e3), math.log(1e6)))
+    a = model.sample(energies, seed=2)
+    model.fused_precision = "bfloat16"
+    b = model.sample(energies, seed=2)
+    assert torch.equal(b, model.sample(energies, seed=2))
+    assert not torch.equal(a, b)
+    assert float(((a > 0) != (b > 0)).float().mean()) < 5e-3
+    for sl in _Layers.layer_slices:
+        torch.testing.assert_close(b[:, sl].sum(1), a[:, sl].sum(1), rtol=1e-5, atol=1e-3)
+    monkeypatch.setattr(models, "_SAMPLE_CHUNK_VALUES", 128 * model.n_voxels)
+    chunked = model.sample(energies, seed=2)
+    with torch.inference_mode(), models._seeded(2):
+        parts = [model._sample(energies[i : i + 128]) for i in range(0, 700, 128)]
+    assert torch.equal(chunked, torch.cat(parts))
+    model.fused_precision = "float16"
+    with pytest.raises(ConfigError, match="fused_precision"):
+        model.sample(energies[:5])

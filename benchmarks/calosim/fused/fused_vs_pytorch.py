@@ -3,7 +3,10 @@ CaloChallenge classifier AUCs and feature separations of both, with several clas
 seeds (the scatter of one AUC), against the same independent reference showers.
 
     python benchmarks/calosim/fused/fused_vs_pytorch.py REFERENCE_H5 OUT_DIR RUN_DIR... \
-        [--seeds 0 1 2]
+        [--seeds 0 1 2] [--paths fused pytorch fused-bfloat16]
+
+Paths: ``fused`` (the compiled kernels, float32), ``pytorch`` (``fused_sampling = False``),
+``fused-bfloat16`` (the fused path with ``fused_precision = "bfloat16"``).
 
 Writes OUT_DIR/fused_vs_pytorch.{md,json}. One thread; timing is left to
 ``colliderlab evaluate calosim``."""
@@ -21,6 +24,13 @@ from colliderlab.calosim.geometry import get_geometry
 from colliderlab.calosim.io import read_calochallenge_h5
 from colliderlab.calosim.train import load_model
 
+#: path -> (fused_sampling, fused_precision)
+PATHS = {
+    "fused": (True, "float32"),
+    "pytorch": (False, "float32"),
+    "fused-bfloat16": (True, "bfloat16"),
+}
+
 
 def main() -> None:
     p = argparse.ArgumentParser()
@@ -29,15 +39,16 @@ def main() -> None:
     p.add_argument("runs", nargs="+")
     p.add_argument("--geometry", default="atlas5")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--paths", nargs="+", default=["fused", "pytorch"], choices=list(PATHS))
     args = p.parse_args()
     torch.set_num_threads(1)
     geometry = get_geometry(args.geometry)
     energies, showers = read_calochallenge_h5(args.reference, geometry=geometry)
     rows = []
     for run in args.runs:
-        for fused in (True, False):
+        for path in args.paths:
             model = load_model(run)
-            model.fused_sampling = fused
+            model.fused_sampling, model.fused_precision = PATHS[path]
             for seed in args.seeds:
                 report = evaluate_models(
                     showers, energies, {Path(run).name: model}, geometry, seed=seed, plot=False
@@ -46,7 +57,7 @@ def main() -> None:
                 rows.append(
                     {
                         "model": Path(run).name,
-                        "path": "fused" if fused else "pytorch",
+                        "path": path,
                         "seed": seed,
                         **{k: row[k] for k in ("auc_high", "auc_low", "worst_feature")},
                         "worst_separation": row["worst_separation"],
@@ -60,7 +71,7 @@ def main() -> None:
     ]
     for run in args.runs:
         name = Path(run).name
-        for path in ("fused", "pytorch"):
+        for path in args.paths:
             sel = [r for r in rows if r["model"] == name and r["path"] == path]
             hi = [r["auc_high"] for r in sel]
             lo = [r["auc_low"] for r in sel]

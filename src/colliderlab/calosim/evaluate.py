@@ -238,6 +238,35 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) ->
     return "\n".join(lines) + "\n"
 
 
+def _precision_spec(spec: str | os.PathLike[str]) -> tuple[str | os.PathLike[str], str | None]:
+    """A training directory, or ``DIR@PRECISION`` -> (directory, ``fused_precision`` or None).
+    A path that exists as it is is a directory even with an ``@``."""
+    from colliderlab.calosim.models import FUSED_PRECISIONS
+
+    text = os.fspath(spec)
+    if "@" not in text or Path(text).exists():
+        return spec, None
+    path, precision = text.rsplit("@", 1)
+    if precision not in FUSED_PRECISIONS:
+        raise ConfigError(
+            f"model {text!r}: after '@' give a sampling precision, one of {FUSED_PRECISIONS}; "
+            f"got {precision!r}."
+        )
+    return path, precision
+
+
+def load_model_spec(spec: str | os.PathLike[str]) -> tuple[Any, str | os.PathLike[str]]:
+    """The model of a training directory or of ``DIR@PRECISION`` (its ``fused_precision``
+    set), and the directory."""
+    from colliderlab.calosim.train import load_model
+
+    path, precision = _precision_spec(spec)
+    model = load_model(path)
+    if precision is not None:
+        model.fused_precision = precision
+    return model, path
+
+
 def evaluate_models(
     ref_showers: Any,
     ref_E: Any,
@@ -265,7 +294,8 @@ def evaluate_models(
 
     Args:
         ref_showers: (n, n_voxels) MeV; ref_E: (n,) MeV.
-        models: ``{name: training directory or model}``.
+        models: ``{name: training directory or model}``; ``DIR@bfloat16`` (a directory and a
+            value of ``CaloModel.fused_precision``) samples that model at that precision.
         geometry: of the showers (features).
         out_dir: if given, ``evaluation.json``, ``evaluation.md`` and (``plot``)
             ``features.png`` are written there.
@@ -275,7 +305,7 @@ def evaluate_models(
         ``{"rows": [...], "features": {name: feature table}, "markdown": str}``.
     """
     from colliderlab.calosim.models import count_parameters
-    from colliderlab.calosim.train import RESULT, load_model
+    from colliderlab.calosim.train import RESULT
 
     ref, e = check_showers(ref_showers, ref_E, int(geometry.n_voxels), what="reference showers")
     if not models:
@@ -285,7 +315,7 @@ def evaluate_models(
     for name, spec in models.items():
         train_s = None
         if isinstance(spec, str | os.PathLike):
-            model = load_model(spec)
+            model, spec = load_model_spec(spec)
             result_path = Path(spec) / RESULT
             if result_path.is_file():
                 train_s = json.loads(result_path.read_text()).get("train_s")

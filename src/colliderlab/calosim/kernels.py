@@ -84,6 +84,27 @@ def _as_i32(typingctx, x):
     return types.int32(types.float32), codegen
 
 
+@intrinsic
+def _widen(typingctx, x):
+    """A float32 of a float32 (itself) or of the bits of a bfloat16 held in a uint16 (the
+    upper half of a float32): the voxel kernel reads either decoder output."""
+    if x == types.float32:
+
+        def same(context, builder, signature, args):
+            return args[0]
+
+        return types.float32(x), same
+    if x == types.uint16:
+
+        def wide(context, builder, signature, args):
+            i32 = ir.IntType(32)
+            bits = builder.shl(builder.zext(args[0], i32), ir.Constant(i32, 16))
+            return builder.bitcast(bits, ir.FloatType())
+
+        return types.float32(x), wide
+    return None
+
+
 @njit(inline="always", **_JIT)
 def _exp(x):
     """exp(x) for x in [-700, 700] (clamped), relative error 3e-13: x = k ln 2 + r,
@@ -128,6 +149,14 @@ _ERFINV_TAIL = tuple(
         -0.0076224613, 0.00943887047, 1.00167406, 2.83297682,
     )
 )  # fmt: skip
+# log(1 + t) / t on [0, 1], degree 7 (least squares on Chebyshev nodes): within 2e-7
+_LOG1P_UNIT = tuple(
+    _F(v)
+    for v in (
+        0.99999981, -0.499974494, 0.332761766, -0.244996117, 0.17757024, -0.107853679,
+        0.0442141923, -0.00857467621,
+    )
+)  # fmt: skip
 _C25, _C3, _C4, _C5, _SQRT2_32 = _F(2.5), _F(3.0), _F(4.0), _F(5.0), _F(_SQRT2)
 _U23 = _F(1.0 / 8388608.0)
 _U24 = _F(1.0 / 16777216.0)
@@ -168,6 +197,18 @@ def _log32(x):
     q = c[0] + s2 * q
     q = _ONE + s2 * q
     return e * _LN2_HI32 + (_TWO * s * q + e * _LN2_LO32)
+
+
+@njit(inline="always", **_JIT)
+def _softplus32(x):
+    """float32 log(1 + exp(x)), relative error 4e-7: max(x, 0) + log(1 + t), t = exp(-|x|)
+    in (0, 1], the log a polynomial in t (no division, no exponent split)."""
+    t = _exp32(-abs(x))
+    c = _LOG1P_UNIT
+    q = c[7]
+    for j in range(6, -1, -1):
+        q = c[j] + t * q
+    return max(x, _ZERO) + t * q
 
 
 @njit(inline="always", **_JIT)
@@ -230,18 +271,20 @@ def _exp64_each(x):
 
 @njit(**_JIT)
 def _float32_each(x):
-    e, g, q = np.empty_like(x), np.empty_like(x), np.empty_like(x)
+    e, g, q, s = np.empty_like(x), np.empty_like(x), np.empty_like(x), np.empty_like(x)
     for i in range(x.size):
         e[i], g[i], q[i] = _exp32(x[i]), _log32(x[i]), _normal_quantile32(x[i])
-    return e, g, q
+        s[i] = _softplus32(x[i])
+    return e, g, q, s
 
 
 def polynomials(x: np.ndarray) -> dict[str, np.ndarray]:
     """The kernels' polynomial functions of each element of x (1-D), for tests: float64 x
-    -> {"exp"} (the spline's), float32 x -> {"exp", "log", "normal_quantile"} (the voxel
-    kernel's; the log is meant for x > 0, the quantile for x in (0, 1))."""
+    -> {"exp"} (the spline's), float32 x -> {"exp", "log", "normal_quantile", "softplus"}
+    (the voxel kernel's; the log is meant for x > 0, the quantile for x in (0, 1))."""
     if x.dtype == np.float32:
-        return dict(zip(("exp", "log", "normal_quantile"), _float32_each(x), strict=True))
+        names = ("exp", "log", "normal_quantile", "softplus")
+        return dict(zip(names, _float32_each(x), strict=True))
     return {"exp": _exp64_each(x.astype(np.float64))}
 
 
@@ -257,11 +300,15 @@ def vae_voxels(
     min_sigma: float,
     alpha: float,
     threshold: float,
+    into: np.ndarray | None = None,
 ) -> np.ndarray:
     """The voxel energies (B, n) float32 of a ``zero_mask``, ``conditional_sigma`` VAE with a
     layer-energy model, from its decoder output; computed in float32 (see
-    :func:`_vae_voxels` for the arguments). The shapes are checked here: the compiled loop
-    does no bounds checks, so a wrong shape would read past the arrays."""
+    :func:`_vae_voxels` for the arguments). ``out`` is float32, or bfloat16 given as the
+    uint16 of its bits (``tensor.view(torch.int16).numpy().view(np.uint16)``). ``into``: a
+    C-contiguous float32 (B, n) array to write to (returned), e.g. a slice of a larger batch;
+    None: a new one. The shapes are checked here: the compiled loop does no bounds checks, so
+    a wrong shape would read past the arrays."""
     n = rho.shape[0] if rho.ndim == 1 else -1
     b = out.shape[0] if out.ndim == 2 else -1
     starts = np.asarray(starts, dtype=np.int64)
@@ -276,26 +323,35 @@ def vae_voxels(
         and bool(np.all(np.diff(starts) >= 0))
         and layers.shape == (b, starts.size - 1)
     )
+    if into is None:
+        into = np.empty((max(b, 0), max(n, 0)), dtype=np.float32)
+    ok = ok and into.shape == (b, n) and into.dtype == np.float32 and into.flags.c_contiguous
     if not ok:
         raise ValueError(
             "vae_voxels: need out (B, 3 n), rho / scale / shift (n,), starts (n_layers + 1,) "
             f"from 0 to n, non-decreasing, and layers (B, n_layers); got out {out.shape}, rho "
             f"{rho.shape}, scale {scale.shape}, shift {shift.shape}, starts {starts.tolist()}, "
-            f"layers {layers.shape}."
+            f"layers {layers.shape}, and into, if given, C-contiguous float32 (B, n); got "
+            f"{into.dtype} {into.shape}."
         )
-    f32 = [np.ascontiguousarray(a, dtype=np.float32) for a in (out, rho, scale, shift, layers)]
-    return _vae_voxels(
-        *f32[:4], starts, f32[4], np.uint64(key), float(noise), float(min_sigma),
-        float(alpha), np.float32(threshold),
+    wide = out.dtype if out.dtype == np.uint16 else np.float32  # bfloat16 bits, or float32
+    f32 = [np.ascontiguousarray(a, dtype=np.float32) for a in (rho, scale, shift, layers)]
+    _vae_voxels(
+        np.ascontiguousarray(out, dtype=wide), *f32[:3], starts, f32[3], np.uint64(key),
+        float(noise), float(min_sigma), float(alpha), np.float32(threshold), into,
     )  # fmt: skip
+    return into
 
 
 @njit(**_JIT)
-def _vae_voxels(out, rho, scale, shift, starts, layers, key, noise, min_sigma, alpha, threshold):
-    """The compiled loop of :func:`vae_voxels`.
+def _vae_voxels(
+    out, rho, scale, shift, starts, layers, key, noise, min_sigma, alpha, threshold, res
+):
+    """The compiled loop of :func:`vae_voxels`, writing into ``res`` (B, n) float32.
 
     Args:
-        out: decoder output (B, 3 n) float32: shape means, fill logits, offsets of rho.
+        out: decoder output (B, 3 n) float32 or bfloat16 bits (uint16): shape means, fill
+            logits, offsets of rho.
         rho: (n,) float32, the width parameters; sigma = min_sigma + softplus(rho + offset).
         scale, shift: (n,) float32 unstandardisation of the shape logits (y scale + shift).
         starts: (n_layers + 1,) int64 first voxel of each layer, then n.
@@ -308,7 +364,6 @@ def _vae_voxels(out, rho, scale, shift, starts, layers, key, noise, min_sigma, a
     n_showers = out.shape[0]
     n = rho.shape[0]
     n_layers = starts.shape[0] - 1
-    res = np.empty((n_showers, n), dtype=np.float32)
     frac = np.empty(n, dtype=np.float32)
     floor = _F(alpha * (1.0 - 2.0 * alpha))
     a, lowest, factor = _F(alpha), _F(min_sigma), _F(noise)
@@ -320,10 +375,9 @@ def _vae_voxels(out, rho, scale, shift, starts, layers, key, noise, min_sigma, a
         first = np.uint64(b) * np.uint64(n)
         for i in range(n):
             u1, u2 = _draw(k, first + np.uint64(i))
-            filled = u1 * (_ONE + _exp32(-logits[i])) < _ONE  # u1 < sigmoid(logit)
-            r = rho[i] + offsets[i]
-            sigma = lowest + max(r, _ZERO) + _log32(_ONE + _exp32(-abs(r)))  # softplus
-            y = mean[i] + factor * sigma * _normal_quantile32(u2)
+            filled = u1 * (_ONE + _exp32(-_widen(logits[i]))) < _ONE  # u1 < sigmoid(logit)
+            sigma = lowest + _softplus32(rho[i] + _widen(offsets[i]))
+            y = _widen(mean[i]) + factor * sigma * _normal_quantile32(u2)
             s = _ONE / (_ONE + _exp32(-(y * scale[i] + shift[i]))) - a
             frac[i] = s if (filled & (s > floor)) else _ZERO
         row = res[b]
@@ -336,7 +390,6 @@ def _vae_voxels(out, rho, scale, shift, starts, layers, key, noise, min_sigma, a
             for i in range(part.size):
                 e = part[i] * f
                 deposits[i] = e if e >= threshold else _ZERO
-    return res
 
 
 @njit(inline="always", **_JIT)

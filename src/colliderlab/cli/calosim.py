@@ -101,7 +101,7 @@ def run_evaluate(args) -> int:
     geometry = get_geometry(args.geometry)
     # the reference: an independent sample (another seed than the training data)
     (energies, showers), _ = _read(args, args.showers, args.data_seed + 1000)
-    models = {Path(d).name: d for d in args.models}
+    models = {Path(d).name: d for d in args.models}  # DIR@bfloat16 -> "DIR-NAME@bfloat16"
     out = Path(args.output or f"runs/calosim/{args.geometry}-{args.particle}/evaluation")
     # the reference simulation's time per shower, at the same energies, timed like the
     # models (best of a few passes) before and after them: the machine may be shared
@@ -164,10 +164,9 @@ def _speed_vs_energy(args, models: dict[str, str], reference_s) -> list[dict]:
     a model's does not. Reference: ``--timing-showers`` showers; models: ``--large-batch``."""
     import numpy as np
 
-    from colliderlab.calosim.evaluate import time_per_shower
-    from colliderlab.calosim.train import load_model
+    from colliderlab.calosim.evaluate import load_model_spec, time_per_shower
 
-    loaded = {name: load_model(d) for name, d in models.items()}
+    loaded = {name: load_model_spec(d)[0] for name, d in models.items()}
     rows = []
     for gev in args.timing_energies:
         row = {"E_GeV": gev, "reference_s": reference_s(np.full(args.timing_showers, gev * 1e3))}
@@ -263,7 +262,13 @@ def add_parsers(dsub, tsub, esub) -> None:
 
     p = esub.add_parser("calosim", help="generative models vs the reference: AUC, speed")
     data_options(p)
-    p.add_argument("--models", nargs="+", required=True, help="training directories")
+    p.add_argument(
+        "--models",
+        nargs="+",
+        required=True,
+        help="training directories; DIR@bfloat16: that model with the decoder's last layer in "
+        "bfloat16 (fused CPU sampling)",
+    )
     p.add_argument("--large-batch", type=int, default=1000, help="generation batch (1000)")
     p.add_argument(
         "--extra-batches",
