@@ -10,7 +10,8 @@ These kernels do the same in one pass each, vectorised by LLVM:
 * :func:`vae_voxels`: for each voxel the filled / empty draw, the Gaussian noise of the
   decoder's conditional width, the in-layer fraction (sigmoid), then per layer the
   normalisation to the layer energy and the readout threshold (the last steps of
-  ``CaloVAE.generate`` and ``ShowerPreprocessing.compose``);
+  ``CaloVAE.generate`` and ``ShowerPreprocessing.compose``), from a float32 or a bfloat16
+  decoder output (``CaloModel.fused_precision``);
 * :func:`rqs_forward`: the rational-quadratic spline of the layer-energy flow (the map of
   ``models._rqs_forward``) for a batch of points, bins laid out as rows.
 
@@ -22,7 +23,8 @@ started at ``key``): one 64-bit value per voxel gives the uniform of the filled 
 the caller, so a seeded ``sample`` stays reproducible. The Gaussian is the normal quantile
 of the uniform, ``sqrt(2) erfinv(2 u - 1)``, with Giles' single-precision polynomials for
 erfinv ("Approximating the erfinv function", GPU Computing Gems, 2011): within 2e-6 of the
-exact quantile (float32), out to +-5.3. ``exp`` and ``log`` are branch-free polynomials so
+exact quantile (float32), out to +-5.3. ``exp``, ``log`` and softplus (``max(x, 0)`` plus a
+polynomial of ``exp(-|x|)``, no division) are branch-free polynomials so
 that the loops vectorise (libm's are scalar calls, ~5 ns each; 0.5 ns here). The voxel
 kernel computes in float32 (16 AVX-512 lanes; 1.4x faster than in float64), exp and log to
 ~1e-7 relative; the spline in float64 (exp to 3e-13), writing the input's dtype.
