@@ -48,6 +48,8 @@ def test_dataset_train_evaluate(tmp_path, capsys):
     assert high["reference_s"] > 5 * low["reference_s"]
     assert 0 < high["vae"] < 5 * low["vae"]
     assert main([*evaluate, "--timing-energies", "0"]) == 2  # refused before any work
+    assert main([*evaluate[:-2], f"{out}@float16", "-o", str(tmp_path / "f")]) == 2
+    assert not (tmp_path / "f").exists()
     # a model name that does not exist
     assert main(["train", "calosim", *common, "--model", "gann", "-o", str(tmp_path / "x")]) == 2
 

@@ -85,7 +85,7 @@ def run_evaluate(args) -> int:
     import numpy as np
     import torch
 
-    from colliderlab.calosim.evaluate import evaluate_models
+    from colliderlab.calosim.evaluate import _precision_spec, evaluate_models
     from colliderlab.calosim.geometry import get_geometry
     from colliderlab.calosim.shower import simulate_showers
     from colliderlab.core.errors import ConfigError
@@ -97,6 +97,8 @@ def run_evaluate(args) -> int:
             f"--timing-energies must be > 0 GeV and --timing-showers >= 1; got "
             f"{bad or args.timing_energies} and {args.timing_showers}."
         )
+    for spec in args.models:  # a DIR@PRECISION with an unknown precision: before any work
+        _precision_spec(spec)
     torch.set_num_threads(args.threads)
     geometry = get_geometry(args.geometry)
     # the reference: an independent sample (another seed than the training data)
