@@ -85,3 +85,49 @@ def test_model_spec_with_a_sampling_precision(tmp_path):
     odd = tmp_path / "vae@v2"
     odd.mkdir()
     assert _precision_spec(str(odd)) == (str(odd), None)
+
+
+def _torchrun(args, port):
+    import os
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    cmd += ["--master_port", str(port), "-m", "colliderlab.cli.main", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_torchrun_ddp_training_and_resume(tmp_path, capsys, monkeypatch):
+    common = ["--showers", "240", "--data-dir", str(tmp_path), "--no-progress"]
+    out = tmp_path / "ddp"
+    train = ["train", "calosim", *common, "--model", "vae", "--batch-size", "60", "-o", str(out)]
+    train += ["--model-arg", "hidden=[32]", "--model-arg", "latent_dim=4"]
+    # under torchrun the showers must exist first (each process would simulate them)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main([*train, "--epochs", "1"]) == 2
+    assert "run `colliderlab dataset calosim`" in capsys.readouterr().err
+    monkeypatch.delenv("WORLD_SIZE")
+    assert main(["dataset", "calosim", *common]) == 0
+
+    # two CPU processes (gloo) train one model with DistributedDataParallel
+    proc = _torchrun([*train, "--epochs", "2"], 29541)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((out / "result.json").read_text())
+    assert result["processes"] == 2
+    assert result["max_weight_difference_between_processes"] == 0.0  # gradients averaged
+    losses = [h["train_loss"] for h in result["history"]]
+    assert len(losses) == 2
+    assert losses[1] < losses[0]  # it learns
+    # raising --epochs resumes from the checkpoint of epoch 2
+    proc = _torchrun([*train, "--epochs", "3"], 29542)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    again = json.loads((out / "result.json").read_text())
+    assert [h["train_loss"] for h in again["history"]][:2] == losses
+    assert len(again["history"]) == 3
+    # the WGAN is refused under torchrun, by name
+    gan = ["train", "calosim", *common, "--model", "wgan", "--epochs", "1"]
+    gan += ["-o", str(tmp_path / "g")]
+    proc = _torchrun(gan, 29543)
+    assert proc.returncode != 0
+    assert "the WGAN trains in one process only" in proc.stderr

@@ -69,7 +69,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -389,11 +389,16 @@ class CaloModel(nn.Module):
         showers: torch.Tensor,
         optimizers: dict[str, torch.optim.Optimizer],
         step: int,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ) -> dict[str, float]:
-        """One optimisation step on a batch; returns the losses to log (``"loss"`` first)."""
+        """One optimisation step on a batch; returns the losses to log (``"loss"`` first).
+
+        ``loss_fn`` (default :meth:`loss`) computes the loss: under ``torchrun`` the training
+        loop passes the model's DistributedDataParallel wrapper, whose backward pass averages
+        the gradients of all processes."""
         opt = optimizers["model"]
         opt.zero_grad()
-        loss = self.loss(energies, showers)
+        loss = (self.loss if loss_fn is None else loss_fn)(energies, showers)
         loss.backward()
         opt.step()
         return {"loss": float(loss.detach())}
@@ -1117,10 +1122,17 @@ class CaloWGAN(CaloModel):
         showers: torch.Tensor,
         optimizers: dict[str, torch.optim.Optimizer],
         step: int,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ) -> dict[str, float]:
         """A critic step; every ``n_critic``-th step (step counted from 0) a generator step.
+        (One process only: ``loss_fn`` must be None.)
 
         Returns ``loss`` (the critic loss) and ``generator_loss`` (NaN when not updated)."""
+        if loss_fn is not None:
+            raise ConfigError(
+                "the WGAN trains in one process only (its critic and generator steps are not "
+                "set up for DistributedDataParallel); run it without torchrun."
+            )
         optimizers["critic"].zero_grad()
         loss = self.loss(energies, showers)
         loss.backward()

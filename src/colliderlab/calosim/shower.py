@@ -693,6 +693,9 @@ def make_dataset(
     theta: float = 0.0,
     block: int = 1000,
     progress: bool | None = None,
+    workers: int | None = 1,
+    scheduler: str | None = None,
+    client: Any = None,
 ) -> Path:
     """Simulate ``n`` showers with log-uniform energies and write a CaloChallenge HDF5 file.
 
@@ -704,10 +707,17 @@ def make_dataset(
     uninterrupted one); the parts are removed once the file is complete. An existing file
     made with the same configuration is returned as is; one made otherwise raises
     :class:`OutputError`.
+
+    The blocks are simulated on Dask (:func:`colliderlab.io.chunked.map_tasks`): on
+    ``client``, on the scheduler at ``scheduler`` (the workers must see ``path``'s directory),
+    or on a LocalCluster of ``workers`` processes (``None``: one per core); ``workers=1`` (the
+    default) simulates them in this process. Shower ``i`` is drawn from its own stream of the
+    seed's key, so the file does not depend on how the blocks were spread.
     """
     from tqdm.auto import tqdm
 
     from colliderlab.calosim.io import write_calochallenge_h5
+    from colliderlab.io.chunked import map_tasks
 
     geom = get_geometry(geometry)
     _check_particle(particle)
@@ -754,17 +764,24 @@ def make_dataset(
         desc=f"calosim {particle} {geom.name}",
         disable=(None if progress is None else not progress),
     )
-    try:
-        for b, lo in enumerate(starts):
-            hi = min(lo + block, n)
-            part = parts / f"block-{b:06d}.npy"
-            if not part.exists():
-                showers = _simulate(
-                    geom, particle, energies[lo:hi], theta_all[lo:hi], key, lo, block
-                )
-                with atomic_path(part) as tmp, open(tmp, "wb") as f:
-                    np.save(f, showers, allow_pickle=False)
+    todo = []
+    for b, lo in enumerate(starts):
+        hi = min(lo + block, n)
+        part = parts / f"block-{b:06d}.npy"
+        if part.exists():
             bar.update(hi - lo)
+        else:
+            todo.append((geom, particle, energies[lo:hi], theta_all[lo:hi], key, lo, block, part))
+    try:
+        map_tasks(
+            _simulate_block,
+            todo,
+            workers=workers,
+            scheduler=scheduler,
+            client=client,
+            on_result=bar.update,
+            key=f"calosim-{geom.name}-{particle}",
+        )
     finally:
         bar.close()
 
@@ -782,6 +799,15 @@ def make_dataset(
     )
     shutil.rmtree(parts, ignore_errors=True)
     return path
+
+
+def _simulate_block(task: tuple) -> int:
+    """Simulate one block of :func:`make_dataset` and write it atomically; its size."""
+    geom, particle, e_mev, theta, key, first_index, block, part = task
+    showers = _simulate(geom, particle, e_mev, theta, key, first_index, block)
+    with atomic_path(part) as tmp, open(tmp, "wb") as f:
+        np.save(f, showers, allow_pickle=False)
+    return len(e_mev)
 
 
 def _stored_config(path: Path) -> dict[str, Any] | None:

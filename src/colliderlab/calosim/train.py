@@ -9,6 +9,15 @@ run. Raising ``epochs`` in the config continues a finished run. A checkpoint of 
 voxel count, configuration or training set is refused. ``OUT/result.json`` holds the losses
 and the time of each epoch and the parameter count. Checkpoints hold tensors and plain Python
 values only and are read with ``torch.load(..., weights_only=True)``.
+
+Under ``torchrun`` (``WORLD_SIZE`` > 1) the same loop runs with PyTorch
+DistributedDataParallel (gloo on CPUs, nccl on GPUs): every process draws the same order of
+the training showers and takes its share of each batch (``batch_size`` is the batch of all the
+processes together, so the optimisation is that of one process with the same batch), the
+gradients are averaged in the backward pass, and process 0 writes the checkpoint and the
+results. The random numbers inside the loss (latent noise, flow-matching times) come from a
+stream per (seed, epoch, process), so a resumed run with the same number of processes ends
+with the same weights as an uninterrupted one. The WGAN trains in one process only.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ import numpy as np
 
 from colliderlab import __version__
 from colliderlab.calosim.features import check_showers
+from colliderlab.core.distributed import init_distributed
 from colliderlab.core.errors import ConfigError, DatasetError, UnknownNameError, did_you_mean
 from colliderlab.core.files import atomic_path, write_json
 from colliderlab.core.registry import lookup, names
@@ -263,6 +273,12 @@ def train(
     from colliderlab.calosim.models import count_parameters
 
     config.validate()
+    world, rank = init_distributed()
+    if world > 1 and config.model == "wgan":
+        raise ConfigError(
+            "the WGAN trains in one process only (its critic and generator steps are not set "
+            "up for DistributedDataParallel); run it without torchrun."
+        )
     x_np, e_np = check_showers(showers, energies, what="training showers")
     n, n_voxels = x_np.shape
     if n < 2:
@@ -281,6 +297,10 @@ def train(
     lr = config.learning_rate
     bs = int(config.batch_size)
     n_batches = math.ceil(n / bs)
+    if world > 1 and n_batches > 1 and n - (n_batches - 1) * bs < world:
+        n_batches -= 1  # a last batch smaller than the processes joins the one before it
+    if world > n:
+        raise ConfigError(f"{world} processes need at least {world} training showers; got {n}.")
     # the caller's random stream is left alone; training works inside torch.no_grad too
     with torch.random.fork_rng(devices=[]), torch.enable_grad():
         torch.manual_seed(config.seed)
@@ -289,6 +309,13 @@ def train(
         showers_t = torch.as_tensor(x_np, dtype=torch.float32)
         model.prepare(energies_t, showers_t)
         optimizers = model.configure_optimizers(lr)
+        loss_fn = None
+        if world > 1:
+            loss_fn = torch.nn.parallel.DistributedDataParallel(
+                _loss_module(model),
+                device_ids=None,
+                find_unused_parameters=True,  # e.g. networks that only sampling uses
+            )
         order = torch.Generator().manual_seed(config.seed)
         history: list[dict[str, Any]] = []
         if saved is not None:
@@ -307,6 +334,8 @@ def train(
             model.train()
             t0 = time.perf_counter()
             perm = torch.randperm(n, generator=order)
+            if world > 1:
+                torch.manual_seed(_process_seed(config.seed, epoch, rank))
             sums: dict[str, float] = {}
             counts: dict[str, int] = {}
             bar = tqdm(
@@ -316,10 +345,16 @@ def train(
                 leave=False,
             )
             for i in bar:
-                b = perm[i * bs : (i + 1) * bs]
-                logs = model.training_step(
-                    energies_t[b], showers_t[b], optimizers, epoch * n_batches + i
-                )
+                b = perm[i * bs : (i + 1) * bs if i + 1 < n_batches else n]
+                if world > 1:
+                    b = b[rank::world]  # this process's share of the batch
+                    logs = model.training_step(
+                        energies_t[b], showers_t[b], optimizers, epoch * n_batches + i, loss_fn
+                    )
+                else:
+                    logs = model.training_step(
+                        energies_t[b], showers_t[b], optimizers, epoch * n_batches + i
+                    )
                 if not math.isfinite(logs["loss"]):
                     raise ConfigError(
                         f"the loss of {config.model} became {logs['loss']} in epoch {epoch + 1} "
@@ -330,13 +365,18 @@ def train(
                     if math.isfinite(value):
                         sums[key] = sums.get(key, 0.0) + value * len(b)
                         counts[key] = counts.get(key, 0) + len(b)
+            if world > 1:
+                sums, counts = _all_processes(sums, counts)
             seconds = time.perf_counter() - t0
             entry: dict[str, Any] = {"epoch": epoch + 1}
             entry.update({f"train_{k}" if k == "loss" else k: sums[k] / counts[k] for k in sums})
-            if val is not None:
+            if val is not None and rank == 0:
                 entry["val_loss"] = mean_loss(model, *val_t, seed=config.seed + 1)
             entry["seconds"] = seconds
             history.append(entry)
+            if rank > 0:
+                torch.distributed.barrier()  # process 0 writes the checkpoint
+                continue
             state = {
                 "kind": _KIND,
                 "format": _FORMAT,
@@ -352,6 +392,8 @@ def train(
             }
             with atomic_path(ckpt) as tmp:
                 torch.save(state, tmp)
+            if world > 1:
+                torch.distributed.barrier()
             if on_epoch is not None:
                 on_epoch(entry)
 
@@ -367,10 +409,61 @@ def train(
         "seconds_per_epoch": seconds,
         "train_s": float(sum(seconds)),
         "train_s_per_epoch": float(np.mean(seconds)) if seconds else 0.0,
+        "processes": world,
         "version": __version__,
     }
-    write_json(out / RESULT, result)
+    if world > 1:  # DDP keeps the processes' weights equal: checked, and reported
+        result["max_weight_difference_between_processes"] = _weight_spread(model)
+    if rank == 0:
+        write_json(out / RESULT, result)
     return result
+
+
+def _loss_module(model):
+    """A module whose forward pass is ``model.loss``: what DistributedDataParallel wraps."""
+    import torch
+
+    class _Loss(torch.nn.Module):
+        def __init__(self, model) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, energies, showers):
+            return self.model.loss(energies, showers)
+
+    return _Loss(model)
+
+
+def _process_seed(seed: int, epoch: int, rank: int) -> int:
+    """The seed of the loss's random numbers in ``epoch`` on process ``rank`` (DDP)."""
+    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def _weight_spread(model) -> float:
+    """The largest difference of a weight between any process and process 0 (DDP)."""
+    import torch
+
+    flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    ref = flat.clone()
+    torch.distributed.broadcast(ref, 0)
+    spread = (flat - ref).abs().max()
+    torch.distributed.all_reduce(spread, op=torch.distributed.ReduceOp.MAX)
+    return float(spread)
+
+
+def _all_processes(
+    sums: dict[str, float], counts: dict[str, int]
+) -> tuple[dict[str, float], dict[str, int]]:
+    """The logged loss sums and counts added over the processes (DDP)."""
+    import torch
+
+    keys = sorted(sums)
+    t = torch.tensor([[sums[k], float(counts[k])] for k in keys], dtype=torch.float64)
+    torch.distributed.all_reduce(t)
+    return (
+        {k: float(t[i, 0]) for i, k in enumerate(keys)},
+        {k: int(t[i, 1]) for i, k in enumerate(keys)},
+    )
 
 
 def load_model(out_dir: str | os.PathLike[str]):

@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
+
+from colliderlab.core.errors import ConfigError
 
 
 def _path(args, n: int, seed: int) -> Path:
@@ -16,7 +19,14 @@ def _dataset(args, n: int, seed: int) -> Path:
     from colliderlab.calosim.shower import make_dataset
 
     return make_dataset(
-        _path(args, n, seed), args.geometry, args.particle, n, seed=seed, progress=args.progress
+        _path(args, n, seed),
+        args.geometry,
+        args.particle,
+        n,
+        seed=seed,
+        progress=args.progress,
+        workers=args.workers,
+        scheduler=args.scheduler,
     )
 
 
@@ -38,7 +48,6 @@ def _model_kwargs(args) -> dict:
     """``--per-layer`` (the geometry's layer sizes) and ``--model-arg KEY=VALUE`` (JSON values,
     else strings)."""
     from colliderlab.calosim.geometry import get_geometry
-    from colliderlab.core.errors import ConfigError
 
     kwargs = {}
     if args.per_layer:
@@ -68,6 +77,13 @@ def run_train(args) -> int:
         seed=args.seed,
         model_kwargs=_model_kwargs(args),
     )
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not args.h5 and not _path(args, args.showers, args.data_seed).exists():
+        raise ConfigError(
+            f"under torchrun the showers must exist before training (each of the {world} "
+            "processes would simulate them): run `colliderlab dataset calosim` with the same "
+            "--geometry, --particle, --showers, --data-dir and --data-seed first."
+        )
     (energies, showers), path = _read(args, args.showers, args.data_seed)
     out = Path(args.output or f"runs/calosim/{args.geometry}-{args.particle}/{args.model}")
     if not args.h5:  # which showers: for `simulate --calo-model` (calibration, geometry)
@@ -77,7 +93,8 @@ def run_train(args) -> int:
             write_run_info(out, args.geometry, args.particle)
     result = train(config, energies, showers, out, progress=args.progress)
     result.pop("history", None)
-    print(json.dumps({"data": str(path), **result}, indent=2, default=str))
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps({"data": str(path), **result}, indent=2, default=str))
     return 0
 
 
@@ -88,7 +105,6 @@ def run_evaluate(args) -> int:
     from colliderlab.calosim.evaluate import _precision_spec, evaluate_models
     from colliderlab.calosim.geometry import get_geometry
     from colliderlab.calosim.shower import simulate_showers
-    from colliderlab.core.errors import ConfigError
     from colliderlab.core.files import write_atomic, write_json
 
     bad = [g for g in args.timing_energies if not g > 0]
@@ -232,6 +248,10 @@ def add_parsers(dsub, tsub, esub) -> None:
         p.add_argument("--showers", type=int, default=10000, help="showers (10000)")
         p.add_argument("--data-dir", default="colliderlab-data", help="dataset cache directory")
         p.add_argument("--data-seed", type=int, default=1)
+        p.add_argument(
+            "--workers", type=int, default=None, help="local Dask workers for the showers (cores)"
+        )
+        p.add_argument("--scheduler", default=None, metavar="ADDRESS", help="Dask scheduler")
         p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
 
     p = dsub.add_parser("calosim", help="reference calorimeter showers (CaloChallenge HDF5)")

@@ -16,7 +16,16 @@ def _make(args, mu: float, n: int, seed: int) -> Path:
     from colliderlab.tracking.simulate import make_dataset
 
     directory = _dataset_dir(args, mu, n, seed)
-    make_dataset(directory, n, mu=mu, seed=seed, process=args.process, progress=args.progress)
+    make_dataset(
+        directory,
+        n,
+        mu=mu,
+        seed=seed,
+        process=args.process,
+        progress=args.progress,
+        workers=args.workers,
+        scheduler=args.scheduler,
+    )
     return directory
 
 
@@ -179,6 +188,7 @@ def add_parsers(dsub, tsub, esub) -> None:
         p.add_argument("--seed", type=int, default=1, help="seed of the events (1)")
         p.add_argument("--data-dir", default="colliderlab-data", help="dataset cache directory")
         p.add_argument("--input", default=None, help="read TrackML CSV files from this directory")
+        dask_options(p)
         p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
 
     p = dsub.add_parser("tracking", help="TrackML-like events: ttbar + Poisson(MU) pile-up")
@@ -202,6 +212,14 @@ def add_parsers(dsub, tsub, esub) -> None:
     p.add_argument("--threads", type=int, default=1, help="threads (1: the one-core numbers)")
     p.add_argument("-o", "--output", default=None)
     p.set_defaults(func="colliderlab.cli.tracking:run_evaluate")
+
+
+def dask_options(p) -> None:
+    """Where the events are simulated (the finders run in this process, one core)."""
+    p.add_argument(
+        "--workers", type=int, default=None, help="local Dask workers for the events (cores)"
+    )
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS", help="Dask scheduler")
 
 
 def finder_options(p) -> None:
@@ -228,6 +246,7 @@ def add_bench_parser(bsub) -> None:
     b.add_argument("--seed", type=int, default=1)
     b.add_argument("--data-dir", default="colliderlab-data")
     b.add_argument("--input", default=None, help=argparse.SUPPRESS)
+    dask_options(b)
     b.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
     finder_options(b)
     b.add_argument("-o", "--output", default=None)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from colliderlab import __version__
+from colliderlab.core.distributed import init_distributed
 from colliderlab.core.errors import ConfigError, DatasetError, UnknownNameError, did_you_mean
 from colliderlab.core.files import write_atomic, write_json
 from colliderlab.core.registry import lookup, names
@@ -156,17 +157,6 @@ def build_model(config: TrainConfig):
     return cls(**dict(config.model_kwargs))
 
 
-def _distributed():
-    import torch.distributed as dist
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        import torch
-
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return world, int(os.environ.get("RANK", "0"))
-
-
 def _save_checkpoint(path: Path, state: dict) -> None:
     import torch
 
@@ -264,7 +254,7 @@ def _train_deep(
 
     from colliderlab.tagging.models import count_parameters
 
-    world, rank = _distributed()
+    world, rank = init_distributed()
     if torch.cuda.is_available():  # one GPU per process (LOCAL_RANK under torchrun)
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     else:

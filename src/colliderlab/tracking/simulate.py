@@ -710,6 +710,24 @@ def _generate_one(index, *, process, mu, seed, card, geometry, params) -> Tracki
     return simulate_event(particles, geometry, card, rng, event_id=index)
 
 
+def _write_one(task: tuple) -> int:
+    """Make event ``index`` of :func:`make_dataset` and write its files; the event id."""
+    from colliderlab.tracking.io import write_event
+
+    index, process, mu, seed, card, directory = task
+    event = _generate_one(
+        index,
+        process=process,
+        mu=mu,
+        seed=seed,
+        card=card,
+        geometry=default_geometry(),
+        params=None,
+    )
+    write_event(event, directory)
+    return index
+
+
 def _event_complete(directory: Path, event_id: int) -> bool:
     prefix = f"event{event_id:09d}"
     return all(
@@ -727,18 +745,28 @@ def make_dataset(
     process: str = "ttbar",
     card: TrackerCard | str | None = None,
     progress: bool | None = None,
+    workers: int | None = 1,
+    scheduler: str | None = None,
+    client: Any = None,
 ) -> dict[str, Any]:
     """Write ``n_events`` simulated events as TrackML CSV files (gzip) in ``directory``.
 
     Also writes ``detectors.csv.gz`` (the geometry used) and ``config.json`` (process, mu,
     seed, card). Resumable: events whose four files exist are skipped, each file is written
     atomically, and the same arguments give the same files. A directory holding events of
-    another configuration is refused (DatasetError). One event at a time in this process
-    (generation of an MU=200 event takes a few seconds of Pythia per event).
+    another configuration is refused (DatasetError).
+
+    The events are made on Dask (:func:`colliderlab.io.chunked.map_tasks`), one task per
+    event: on ``client``, on the scheduler at ``scheduler`` (the workers must see
+    ``directory``), or on a LocalCluster of ``workers`` processes (``None``: one per core);
+    ``workers=1`` (the default) makes them one after the other in this process. An event
+    depends only on (process, mu, seed, card, event id), not on where it was made. An event
+    at MU = 200 takes a few seconds of Pythia.
     Returns a summary (events written / skipped, seconds).
     """
     from colliderlab.core.files import write_json
-    from colliderlab.tracking.io import write_detectors, write_event
+    from colliderlab.io.chunked import map_tasks
+    from colliderlab.tracking.io import write_detectors
 
     card = load_tracker_card("trackml" if card is None else card)
     geometry = default_geometry()
@@ -780,12 +808,15 @@ def make_dataset(
         disable=(not _isatty()) if progress is None else not progress,
     )
     with bar:
-        for i in todo:
-            event = _generate_one(
-                i, process=process, mu=mu, seed=seed, card=card, geometry=geometry, params=None
-            )
-            write_event(event, directory)
-            bar.update(1)
+        map_tasks(
+            _write_one,
+            [(i, process, mu, seed, card, directory) for i in todo],
+            workers=workers,
+            scheduler=scheduler,
+            client=client,
+            on_result=lambda _: bar.update(1),
+            key=f"tracking-{process}-mu{mu:g}",
+        )
     return {
         "directory": str(directory),
         "n_events": n_events,
