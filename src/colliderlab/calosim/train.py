@@ -309,9 +309,9 @@ def train(
         showers_t = torch.as_tensor(x_np, dtype=torch.float32)
         model.prepare(energies_t, showers_t)
         optimizers = model.configure_optimizers(lr)
-        loss_fn = None
+        ddp = {}  # the loss through DistributedDataParallel under torchrun
         if world > 1:
-            loss_fn = torch.nn.parallel.DistributedDataParallel(
+            ddp["loss_fn"] = torch.nn.parallel.DistributedDataParallel(
                 _loss_module(model),
                 device_ids=None,
                 find_unused_parameters=True,  # e.g. networks that only sampling uses
@@ -348,13 +348,9 @@ def train(
                 b = perm[i * bs : (i + 1) * bs if i + 1 < n_batches else n]
                 if world > 1:
                     b = b[rank::world]  # this process's share of the batch
-                    logs = model.training_step(
-                        energies_t[b], showers_t[b], optimizers, epoch * n_batches + i, loss_fn
-                    )
-                else:
-                    logs = model.training_step(
-                        energies_t[b], showers_t[b], optimizers, epoch * n_batches + i
-                    )
+                logs = model.training_step(
+                    energies_t[b], showers_t[b], optimizers, epoch * n_batches + i, **ddp
+                )
                 if not math.isfinite(logs["loss"]):
                     raise ConfigError(
                         f"the loss of {config.model} became {logs['loss']} in epoch {epoch + 1} "

@@ -204,19 +204,25 @@ def map_tasks(
         return
     own = client is None
     with dask_client(workers, scheduler) if own else contextlib.nullcontext(client) as cl:
-        from distributed import as_completed
-
         run = uuid.uuid4().hex[:8]  # keys unique on a shared scheduler
         futures = [
             cl.submit(task, item, pure=False, key=f"{key}-{run}-{i}")
             for i, item in enumerate(items)
         ]
-        try:
-            for fut in as_completed(futures):
-                done(fut.result())
-        except BaseException:
-            cl.cancel(futures)
-            raise
+        _collect(cl, futures, done)
+
+
+def _collect(client: Any, futures: list[Any], done: Callable[[Any], None]) -> None:
+    """``done(result)`` for each future as it completes; on a failure (or an interrupt) the
+    other futures are cancelled and the exception is raised."""
+    from distributed import as_completed
+
+    try:
+        for fut in as_completed(futures):
+            done(fut.result())
+    except BaseException:
+        client.cancel(futures)
+        raise
 
 
 def run_chunks(
@@ -276,8 +282,6 @@ def run_chunks(
         if todo:
             own = client is None
             with dask_client(workers, scheduler) if own else contextlib.nullcontext(client) as cl:
-                from distributed import as_completed
-
                 futures = [
                     cl.submit(
                         task,
@@ -289,17 +293,15 @@ def run_chunks(
                     )
                     for i in todo
                 ]
-                try:
-                    for fut in as_completed(futures):
-                        side = fut.result()
-                        done[side["index"]] = side
-                        bar.update(side["n_events"])
-                        bar.set_postfix_str(f"chunks {len(done)}/{n_chunks}")
-                        if on_chunk is not None:
-                            on_chunk(side)
-                except BaseException:
-                    cl.cancel(futures)
-                    raise
+
+                def finished(side: dict[str, Any]) -> None:
+                    done[side["index"]] = side
+                    bar.update(side["n_events"])
+                    bar.set_postfix_str(f"chunks {len(done)}/{n_chunks}")
+                    if on_chunk is not None:
+                        on_chunk(side)
+
+                _collect(cl, futures, finished)
     finally:
         bar.close()
     write_json(directory / MANIFEST, manifest([done[i] for i in range(n_chunks)]))
