@@ -74,3 +74,19 @@ def test_pythia_rejection_quotes_pythia():
         make_pythia(["Foo:bar = 3"], init=False)
     with pytest.raises(PythiaSettingError, match="out of range"):
         make_pythia(["PhaseSpace:pTHatMin = -5"], init=False)
+
+
+def test_missing_pythia_data_files_are_named(tmp_path):
+    """Pythia without its xmldoc (a copied or --target install): the error says where Pythia
+    looked and how to point it at the files (PYTHIA8DATA), not 'setting rejected'."""
+    import os
+    import subprocess
+    import sys
+
+    code = "from colliderlab.generate.pythia import make_pythia; make_pythia([], init=False)"
+    env = {**os.environ, "PYTHIA8DATA": str(tmp_path)}
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert run.returncode != 0
+    assert "could not read its settings database" in run.stderr
+    assert f"{tmp_path}/Index.xml not found" in run.stderr
+    assert "PYTHIA8DATA" in run.stderr

@@ -303,9 +303,15 @@ def test_train_command_sets_the_network_and_filter_options(tmp_path, capsys):
         "--epochs", "1", "--hidden", "8", "--iterations", "1", "--lr-step", "3",
         "--filter-epochs", "1", "--filter-efficiency", "0.9", "--filter-hidden", "8",
         "--filter-layers", "1", "--map-level", "module", "--no-progress",
+        "--aggregation", "sum", "--mlp-layers", "1", "--pos-weight", "3", "--loss-pt-min",
+        "0.8", "--lr-decay", "0.7", "--cells", "--device", "cpu",
     ]  # fmt: skip
     assert main([*common, *options, "-o", str(out)]) == 0
-    config = json.loads((out / "result.json").read_text())["config"]
+    result = json.loads((out / "result.json").read_text())
+    config = result["config"]
+    assert result["device"] == "cpu"
+    assert (config["aggregation"], config["mlp_layers"], config["cells"]) == ("sum", 1, True)
+    assert (config["pos_weight"], config["loss_pt_min"], config["lr_decay"]) == (3.0, 0.8, 0.7)
     assert (config["epochs"], config["hidden"], config["iterations"], config["lr_step"]) == (
         1, 8, 1, 3,
     )  # fmt: skip
@@ -324,10 +330,42 @@ def test_train_command_sets_the_network_and_filter_options(tmp_path, capsys):
         (["--epochs", "0"], "--epochs must be >= 1"),
         (["--map-level", "modul"], "--map-level must be one of"),
         (["--threads", "0"], "--threads must be >= 1"),
+        (["--aggregation", "maximum"], "--aggregation must be one of"),
+        (["--device", "tpu"], "device 'tpu'"),
+        (["--val-events", "-1"], "--val-events must be >= 0"),
+        (["--val-events", "2"], "with --input"),
     ]:
         assert main([*common, *bad, "-o", str(tmp_path / "bad")]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.slow
+def test_graphs_built_on_dask_equal_the_in_process_ones(real_event):
+    """make_graphs on a 2-worker LocalCluster: the same tensors, in the order of the events."""
+    from colliderlab.tracking.gnn import make_graphs
+
+    events = [real_event, hand_event()]
+    module_map = ModuleMap(level="module").fit([real_event])
+    here = make_graphs(events, module_map, cells=True, workers=1)
+    there = make_graphs(events, module_map, cells=True, workers=2)
+    assert [s.edge_index.shape[1] for s in here] == [s.edge_index.shape[1] for s in there]
+    assert here[0].edge_index.shape[1] > 1000
+    assert here[0].x.shape == (len(real_event.hits), 5)
+    for a, b in zip(here, there, strict=True):
+        for name in ("x", "edge_index", "edge_attr", "y", "pt"):
+            torch.testing.assert_close(getattr(a, name), getattr(b, name), equal_nan=True)
+
+
+def test_a_device_that_is_not_there_is_refused(real_event, tmp_path):
+    with pytest.raises(ConfigError, match="'tpu'"):
+        train([real_event], tmp_path / "run", TrainConfig(**TINY), device="tpu")
+    with pytest.raises(ConfigError, match="unknown device"):
+        GNNFinder(device="gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA device"):
+            train([real_event], tmp_path / "run", TrainConfig(**TINY), device="cuda")
+    assert not (tmp_path / "run").exists()
 
 
 def test_checkpoint_of_another_model_or_format_is_refused(tmp_path):

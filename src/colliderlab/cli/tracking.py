@@ -55,7 +55,9 @@ def _finders(args):
                     "`colliderlab train tracking --model gnn`) or leave gnn out of --finders."
                 )
             options = {} if args.gnn_threshold is None else {"threshold": args.gnn_threshold}
-            finders[name] = make_finder("gnn", checkpoint=args.gnn, **options)
+            finders[name] = make_finder(
+                "gnn", checkpoint=args.gnn, device=args.gnn_device, **options
+            )
         else:
             finders[name] = make_finder(name)
     return finders
@@ -88,11 +90,47 @@ def run_train(args) -> int:
     if args.threads < 1:
         raise ConfigError(f"--threads must be >= 1; got {args.threads}.")
     _threads(args.threads)
+    if args.val_events < 0:
+        raise ConfigError(f"--val-events must be >= 0; got {args.val_events}.")
+    if args.val_events and args.input:
+        raise ConfigError(
+            "--val-events simulates validation events; with --input (TrackML files) leave it "
+            "out, or simulate the training events too."
+        )
+    from colliderlab.tracking.gnn import _device
+
+    _device(args.device)  # a clear error before any event is made
     events, directory = _events(args, args.pileup, args.events, args.seed)
+    val = None
+    if args.val_events:
+        val_seed = args.val_seed if args.val_seed is not None else args.seed + 1000
+        if val_seed == args.seed:
+            raise ConfigError("--val-seed must differ from --seed (the training events).")
+        val, _ = _events(args, args.pileup, args.val_events, val_seed)
     out = Path(args.output or f"runs/tracking/gnn-mu{args.pileup:g}")
-    result = train(events, out, config, progress=args.progress)
+    result = train(
+        events,
+        out,
+        config,
+        val=val,
+        progress=args.progress,
+        on_epoch=_print_epoch,
+        device=args.device,
+        workers=args.workers,
+        scheduler=args.scheduler,
+    )
     print(json.dumps({"data": str(directory), "output": str(out), **_jsonable(result)}, indent=2))
     return 0
+
+
+def _print_epoch(entry) -> None:
+    """One line per finished epoch on stderr (stage, epoch, losses, validation metrics)."""
+    import sys
+
+    text = ", ".join(
+        f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in entry.items()
+    )
+    print(text, file=sys.stderr, flush=True)
 
 
 #: ``train tracking`` options that set a TrainConfig field of the same name (dashes for
@@ -108,6 +146,11 @@ TRAIN_OPTIONS = (
     ("filter_hidden", int, "width of the edge-filter MLP"),
     ("filter_layers", int, "hidden layers of the edge-filter MLP"),
     ("map_level", str, "graph construction map: layer or module"),
+    ("aggregation", str, "message aggregation: sum, mean or max"),
+    ("mlp_layers", int, "hidden layers per MLP of the network"),
+    ("pos_weight", float, "weight of the true edges in the loss"),
+    ("loss_pt_min", float, "true edges below this pT (GeV) do not enter the loss"),
+    ("lr_decay", float, "factor of the learning rate every --lr-step epochs"),
 )
 
 
@@ -118,6 +161,8 @@ def _flag(key: str) -> str:
 def _train_config(args, config_cls):
     """The TrainConfig of the ``train tracking`` options; a bad value names its option."""
     fields = {k: getattr(args, k) for k, _, _ in TRAIN_OPTIONS if getattr(args, k) is not None}
+    if args.cells is not None:
+        fields["cells"] = args.cells
     fields["seed"] = args.train_seed
     try:
         return config_cls(**fields).validate()
@@ -200,8 +245,24 @@ def add_parsers(dsub, tsub, esub) -> None:
     p.add_argument("--model", default="gnn", help="gnn")
     for key, kind, text in TRAIN_OPTIONS:
         p.add_argument(_flag(key), type=kind, default=None, help=f"{text} (TrainConfig default)")
+    p.add_argument(
+        "--cells",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="add the hits' cell features (count, charge) to the node features",
+    )
     p.add_argument("--train-seed", type=int, default=1)
     p.add_argument("--threads", type=int, default=2, help="torch threads (2)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (cpu)")
+    p.add_argument(
+        "--val-events",
+        type=int,
+        default=0,
+        help="simulate this many validation events: their edge metrics per epoch (0)",
+    )
+    p.add_argument(
+        "--val-seed", type=int, default=None, help="seed of the validation events (--seed + 1000)"
+    )
     p.add_argument("-o", "--output", default=None)
     p.set_defaults(func="colliderlab.cli.tracking:run_train")
 
@@ -234,6 +295,7 @@ def finder_options(p) -> None:
         metavar="T",
         help="GNN edge-score cut for track building, in [0, 1) (0.5)",
     )
+    p.add_argument("--gnn-device", default=None, help="where the GNN runs: cpu or cuda (cpu)")
 
 
 def add_bench_parser(bsub) -> None:

@@ -98,11 +98,18 @@ def make_pythia(
     if seed is not None:
         all_settings += ["Random:setSeed = on", f"Random:seed = {int(seed)}"]
     all_settings += list(settings)
-    with capture_stdout() as text:
+    with capture_stdout() as built:
         pythia = pythia8mc.Pythia("", False)
     for s in all_settings:
         with capture_stdout() as text:
             ok = pythia.readString(s)
+        if not ok and s in BASE_SETTINGS:
+            raise PythiaSettingError(
+                f"Pythia could not read its settings database ({_pythia_message(built[0])}): "
+                "its data files (share/Pythia8/xmldoc of the pythia8mc installation) were not "
+                "found. Reinstall pythia8mc into this environment, or point the environment "
+                "variable PYTHIA8DATA at that xmldoc folder."
+            )
         if not ok:
             raise PythiaSettingError(
                 f"Pythia rejected the setting {s!r}: {_pythia_message(text[0])}. Check the key "
