@@ -679,6 +679,39 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     return state
 
 
+#: What :func:`finder_checkpoint` keeps of a training checkpoint.
+_FINDER_KEYS = (
+    "kind",
+    "format",
+    "model_name",
+    "version",
+    "config",
+    "data",
+    "module_map",
+    "model",
+    "filter",
+    "filter_cut",
+    "history",
+    "filter_history",
+)
+
+
+def finder_checkpoint(source: str | os.PathLike[str], destination: str | os.PathLike[str]) -> Path:
+    """Write the part of a training checkpoint that :class:`GNNFinder` reads (weights, edge
+    filter and its cut, module map, configuration and history) to ``destination``, without
+    the optimiser and random states: a third of the size, to ship a trained finder. The copy
+    finds the same tracks; :func:`train` refuses to resume from it. Returns the file written.
+    """
+    src = _checkpoint_path(source)
+    state = load_checkpoint(src)
+    dst = Path(destination)
+    dst = dst / CHECKPOINT if dst.is_dir() or not dst.suffix else dst
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(dst) as tmp:
+        torch.save({k: state[k] for k in _FINDER_KEYS if k in state}, tmp)
+    return dst
+
+
 def _check_resumable(path: Path, saved: Mapping[str, Any], config: TrainConfig, data: str):
     old, new = saved["config"], config.to_dict()
     differ = sorted(k for k in new if k != "epochs" and new[k] != old.get(k))
@@ -804,6 +837,12 @@ def train(
                 f"{ckpt} is a format-{saved.get('format')} checkpoint (before the edge "
                 f"filter); it can be used by GNNFinder but not resumed. Train in a new output "
                 "directory."
+            )
+        if "optimizer" not in saved:
+            raise ConfigError(
+                f"{ckpt} holds a finder without its optimiser state (written by "
+                "finder_checkpoint); it can be used by GNNFinder but not resumed. Train in a new "
+                "output directory."
             )
         _check_resumable(ckpt, saved, config, data)
 
