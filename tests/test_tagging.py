@@ -318,7 +318,8 @@ def test_torchrun_ddp_training(top_path, tmp_path):
     import subprocess
     import sys
 
-    # two CPU processes (gloo) train one model with DistributedDataParallel
+    # two CPU processes (gloo) train one model with DistributedDataParallel (the GPUs of a GPU
+    # machine hidden: one process per GPU is the rule there)
     cmd = [
         sys.executable,
         "-m",
@@ -348,7 +349,7 @@ def test_torchrun_ddp_training(top_path, tmp_path):
         "-o",
         str(tmp_path / "ddp"),
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads((tmp_path / "ddp" / "result.json").read_text())
@@ -382,3 +383,21 @@ def test_w_and_quark_gluon_datasets(tmp_path):
     quark, gluon = qg.label == 1, qg.label == 0
     assert qg.jet["n_constituents"][gluon].mean() > 1.15 * qg.jet["n_constituents"][quark].mean()
     assert qg.jet["girth"][gluon].mean() > qg.jet["girth"][quark].mean()
+
+
+def test_one_process_per_gpu_under_torchrun(monkeypatch):
+    """local_device: cuda:LOCAL_RANK when PyTorch sees GPUs, the CPU when it sees none, and a
+    clear error when torchrun starts more processes on a node than it has GPUs."""
+    import torch
+
+    from colliderlab.core.distributed import local_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert local_device() == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert local_device() == torch.device("cuda", 1)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ConfigError, match="--nproc-per-node 1"):
+        local_device()

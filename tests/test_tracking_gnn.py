@@ -558,3 +558,24 @@ def test_shipped_gpu_trained_finder_reaches_the_exatrkx_level_on_a_fresh_event()
     tracks = track_metrics(event, finder.find(event), pt_min=1.0)
     assert tracks["efficiency"] >= 0.95
     assert tracks["fake_rate"] <= 0.05
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_training_and_finding_on_a_gpu_agree_with_the_cpu(real_event, tmp_path):
+    """The CUDA path (run where a GPU is present): the same training on the GPU and on the CPU
+    gives the same losses and edge scores up to TF32 rounding, and the GPU run's checkpoint is
+    read on the CPU."""
+    config = TrainConfig(epochs=2, lr=5e-3, **TINY)
+    cpu = train([real_event], tmp_path / "cpu", config, device="cpu")
+    gpu = train([real_event], tmp_path / "gpu", config, device="cuda")
+    assert gpu["device"] != "cpu"
+    assert gpu["peak_gpu_memory_gb"] > 0
+    for a, b in zip(cpu["history"], gpu["history"], strict=True):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=0.05)
+    on_cpu = GNNFinder(checkpoint=tmp_path / "gpu", device="cpu")
+    on_gpu = GNNFinder(checkpoint=tmp_path / "gpu", device="cuda")
+    edges_a, scores_a = on_cpu.edge_scores(real_event)
+    edges_b, scores_b = on_gpu.edge_scores(real_event)
+    np.testing.assert_array_equal(edges_a, edges_b)
+    # edges at the filter's cut may fall on either side of it: at most 0.1% differ
+    assert np.mean(np.abs(scores_a - scores_b) > 0.02) < 1e-3

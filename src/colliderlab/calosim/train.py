@@ -273,7 +273,7 @@ def train(
     from colliderlab.calosim.models import count_parameters
 
     config.validate()
-    world, rank = init_distributed()
+    world, rank = init_distributed("cpu")  # the calosim models train on the CPU
     if world > 1 and config.model == "wgan":
         raise ConfigError(
             "the WGAN trains in one process only (its critic and generator steps are not set "

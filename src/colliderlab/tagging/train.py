@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from colliderlab import __version__
-from colliderlab.core.distributed import init_distributed
+from colliderlab.core.distributed import init_distributed, local_device
 from colliderlab.core.errors import ConfigError, DatasetError, UnknownNameError, did_you_mean
 from colliderlab.core.files import write_atomic, write_json
 from colliderlab.core.registry import lookup, names
@@ -254,11 +254,8 @@ def _train_deep(
 
     from colliderlab.tagging.models import count_parameters
 
-    world, rank = init_distributed()
-    if torch.cuda.is_available():  # one GPU per process (LOCAL_RANK under torchrun)
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    else:
-        device = torch.device("cpu")
+    device = local_device()  # one GPU per process (LOCAL_RANK under torchrun), else the CPU
+    world, rank = init_distributed(device.type)
     model = build_model(config).to(device)
     arrays = {
         s: model_inputs(model, data[s], config.max_particles) for s in ("train", "val", "test")
