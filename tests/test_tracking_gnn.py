@@ -157,6 +157,41 @@ def test_module_map_holds_every_high_pt_edge_of_its_training_event(real_event, l
     np.testing.assert_array_equal(again, edges)
 
 
+@pytest.mark.parametrize("level", ["module", "layer"])
+def test_map_builds_exactly_the_edges_of_its_cuts(real_event, level):
+    """build() (a dphi window and a compiled cut loop) against a brute force: every pair of
+    hits on a linked layer pair, edge_geometry and the cuts in numpy, outward, no self-loop,
+    and for the module map a linked module pair."""
+    from colliderlab.tracking.graph import edge_geometry, element_keys, hit_cylindrical
+
+    mmap = ModuleMap(level=level, pt_min=0.5).fit([real_event])
+    hits = real_event.hits
+    n = len(hits)
+    coords = hit_cylindrical(hits)
+    layer = element_keys(hits, "layer")
+    keys = element_keys(hits, level)
+    found = []
+    for (la, lb), cut in zip(mmap.layer_pairs, mmap.cuts, strict=True):
+        a, b = (
+            g.ravel() for g in np.meshgrid(np.flatnonzero(layer == la), np.flatnonzero(layer == lb))
+        )
+        rho = coords["rho"]
+        keep = ((rho[a] < rho[b]) | ((rho[a] == rho[b]) & (a < b))) & (a != b)
+        a, b = a[keep], b[keep]
+        geom = edge_geometry(coords, np.stack([a, b]))
+        inside = ~((geom < cut[:, 0]) | (geom > cut[:, 1])).any(axis=1)
+        a, b = a[inside], b[inside]
+        if level == "module":
+            linked = np.isin(keys[a] * 10**9 + keys[b], mmap.pairs)
+            a, b = a[linked], b[linked]
+        found.append(a * n + b)
+    key = np.unique(np.concatenate(found))
+    expected = np.stack([key // n, key % n])
+    edges = mmap.build(hits)
+    assert edges.shape[1] > 1000
+    np.testing.assert_array_equal(edges, expected)
+
+
 def test_module_map_is_purer_than_layer_map(real_event):
     sizes = {
         level: ModuleMap(level=level, pt_min=1.0).fit([real_event]).build(real_event.hits)
