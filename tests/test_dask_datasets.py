@@ -36,6 +36,27 @@ def _pid(_):
     return os.getpid()
 
 
+def _total(array):
+    return float(array.sum())
+
+
+def test_large_items_are_scattered_instead_of_sent_in_the_graph(client):
+    """Items of megabytes (events) go to the workers by Client.scatter with scatter=True:
+    no 'large graph' warning, the same results; without it Dask warns (one warning per
+    task at 16 MB each, which is what a graph build printed)."""
+    import warnings
+
+    items = [np.full(2_000_000, float(v)) for v in (1, 2)]  # 16 MB each
+    for scatter in (True, False):
+        results: list[float] = []
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            map_tasks(_total, items, client=client, on_result=results.append, scatter=scatter)
+        assert sorted(results) == [2e6, 4e6]
+        large = [w for w in caught if "large graph" in str(w.message)]
+        assert bool(large) is (not scatter)
+
+
 def test_map_tasks_in_process_and_on_dask(tmp_path, client):
     items = [(v, str(tmp_path)) for v in (1, 2, 4, 5)]
     local: list[int] = []

@@ -178,6 +178,7 @@ def map_tasks(
     client: Any = None,
     on_result: Callable[[Any], None] | None = None,
     key: str = "colliderlab",
+    scatter: bool = False,
 ) -> None:
     """Run ``task(item)`` for every item, on Dask unless there is nothing to spread.
 
@@ -188,7 +189,9 @@ def map_tasks(
     one after the other in this process (the same results, without a cluster's start-up).
     Each task must write its own output atomically: a run that is killed or fails keeps the
     outputs of the tasks that completed. The first failing task's exception is raised after
-    the others have been cancelled.
+    the others have been cancelled. ``scatter=True`` sends the items to the workers first
+    (``Client.scatter``) instead of inside the task graph: for items of megabytes (events),
+    which Dask would otherwise warn about and route through the scheduler.
     """
     if workers is not None and (isinstance(workers, bool) or workers < 1):
         raise ConfigError(
@@ -205,6 +208,8 @@ def map_tasks(
     own = client is None
     with dask_client(workers, scheduler) if own else contextlib.nullcontext(client) as cl:
         run = uuid.uuid4().hex[:8]  # keys unique on a shared scheduler
+        if scatter:
+            items = cl.scatter(items)
         futures = [
             cl.submit(task, item, pure=False, key=f"{key}-{run}-{i}")
             for i, item in enumerate(items)

@@ -308,6 +308,7 @@ def make_graphs(
         client=client,
         on_result=keep,
         key="tracking-graph",
+        scatter=True,
     )
     return [s for s in out if s is not None]
 
