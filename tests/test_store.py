@@ -205,6 +205,22 @@ def test_disk_full_leaves_no_partial_chunk(tmp_path, monkeypatch, zmumu_config):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_atomic_outputs_have_the_permissions_of_a_plain_file(tmp_path):
+    """Outputs written through a temporary file are readable like any new file (0o666 less
+    the umask), not 0o600 like the temporary file: other users of a shared filesystem read
+    them."""
+    import os
+    import stat
+
+    from colliderlab.core.files import write_json
+
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    write_json(tmp_path / "out.json", {"a": 1})
+    mode = stat.S_IMODE(os.stat(tmp_path / "out.json").st_mode)
+    assert mode == stat.S_IMODE(os.stat(plain).st_mode)
+
+
 @pytest.mark.parametrize("n", [0, -5])
 def test_non_positive_event_count(n):
     with pytest.raises(ConfigError, match="positive integer"):

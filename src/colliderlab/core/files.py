@@ -20,6 +20,19 @@ from typing import Any
 from colliderlab.core.errors import OutputError
 
 
+def _umask() -> int:
+    """The process's file-creation mask (read once: setting it is process-wide)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: Outputs get the permissions of a plainly created file (0o666 less the umask): the
+#: temporary file of :func:`atomic_path` is created 0o600, which would keep the outputs from
+#: the other users of a shared cluster filesystem.
+_FILE_MODE = 0o666 & ~_umask()
+
+
 def sha256_file(path: str | os.PathLike[str], block: int = 1 << 20) -> str:
     """Hex sha256 of a file's bytes."""
     h = hashlib.sha256()
@@ -31,7 +44,8 @@ def sha256_file(path: str | os.PathLike[str], block: int = 1 << 20) -> str:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it onto ``path`` if the block succeeds."""
+    """Yield a temporary path next to ``path``; rename it onto ``path`` if the block succeeds
+    (with the permissions of a file created plainly: 0o666 less the umask)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -40,6 +54,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp_path, _FILE_MODE)
         os.replace(tmp_path, path)
     except OSError as err:
         tmp_path.unlink(missing_ok=True)
