@@ -406,3 +406,40 @@ def test_pfn_learns_a_toy_problem():
         optimiser.step()
     scores = _run(model.eval(), *test_inputs).numpy()
     assert _auc(scores, test_labels.numpy()) > 0.9
+
+
+@pytest.mark.parametrize("update_coordinates", [True, False])
+def test_lorentznet_block_eval_path_equals_its_definition(update_coordinates):
+    """The eval-mode block (batch norms folded, phi_e's first layer per particle) computes
+    the block's defining map on the concatenated pair features to float32 rounding."""
+    from colliderlab.tagging.models import _LGEB
+
+    torch.manual_seed(4)
+    block = _LGEB(16, 6, c_weight=0.01, update_coordinates=update_coordinates)
+    for norm in (block.phi_e[1], block.phi_h[1]):  # statistics far from the identity
+        norm.running_mean.uniform_(-2.0, 2.0)
+        norm.running_var.uniform_(0.2, 3.0)
+        nn.init.uniform_(norm.weight, 0.5, 1.5)
+        nn.init.uniform_(norm.bias, -0.5, 0.5)
+    if block.phi_x is not None:  # a coordinate update large enough to be seen
+        nn.init.normal_(block.phi_x[2].weight, std=1.0)
+    block.eval()
+    b, n = 3, 9
+    h, x, scalars = torch.randn(b, n, 16), torch.randn(b, n, 4), torch.randn(b, n, 6)
+    mask = torch.ones(b, n)
+    mask[0, 5:] = 0.0  # padding
+    mask[2, 1:] = 0.0  # a single particle: no neighbours
+    edge_mask = (mask.unsqueeze(2) * mask.unsqueeze(1) * (1 - torch.eye(n))).unsqueeze(-1)
+    with torch.no_grad():
+        h_fast, x_fast = block(h, x, scalars, edge_mask)
+        h_ref, x_ref = block._forward_pairs(h, x, scalars, edge_mask)
+    torch.testing.assert_close(h_fast, h_ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(x_fast, x_ref, rtol=1e-5, atol=1e-6)
+    if update_coordinates:
+        assert (x_ref - x).abs().max() > 1e-3  # the update is tested, not skipped
+    else:
+        torch.testing.assert_close(x_fast, x)
+    # the fold uses the running statistics: other statistics give another output
+    block.phi_e[1].running_mean.add_(1.0)
+    with torch.no_grad():
+        assert not torch.allclose(block(h, x, scalars, edge_mask)[0], h_ref, atol=1e-3)

@@ -526,6 +526,13 @@ class _LGEB(nn.Module):
     x_i <- x_i + c sum_j phi_x(m_ij) x_j (if ``update_coordinates``),
     h_i <- h_i + phi_h(h_i, mean_j phi_m(m_ij) m_ij, s_i), over real j != i (the mean keeps
     the scale of h independent of the multiplicity; the paper sums).
+
+    In eval mode the same map is computed in fewer passes over the (B, N, N, hidden) pair
+    tensors (:meth:`_forward_inference`): the batch norms are folded into the linear layers
+    before them, phi_e's first layer is applied per particle and broadcast over the pairs
+    (W [h_i, h_j, n_ij, d_ij] = W_i h_i + W_j h_j + W_p [n_ij, d_ij]), |x_i - x_j|^2 is
+    x_i^2 + x_j^2 - 2 <x_i, x_j>, and the sums over the neighbours are matrix products.
+    :meth:`_forward_pairs` (training mode) is the definition; both agree to float32 rounding.
     """
 
     def __init__(
@@ -558,14 +565,78 @@ class _LGEB(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """h (B, N, hidden), x (B, N, 4), scalars (B, N, S), edge_mask (B, N, N, 1)
         -> updated (h, x)."""
-        n = h.shape[1]
+        if self.training:
+            return self._forward_pairs(h, x, scalars, edge_mask)
+        return self._forward_inference(h, x, scalars, edge_mask)
+
+    @staticmethod
+    def _invariants(x: torch.Tensor) -> torch.Tensor:
+        """x (B, N, 4) -> (B, N, N, 2): psi(|x_i - x_j|^2) and psi(<x_i, x_j>)."""
         metric = x.new_tensor(_METRIC)
         diff = x.unsqueeze(2) - x.unsqueeze(1)  # (B, N, N, 4): x_i - x_j
         norms = (diff * diff * metric).sum(-1, keepdim=True)  # (B, N, N, 1)
         dots = ((x * metric) @ x.transpose(1, 2)).unsqueeze(-1)  # (B, N, N, 1)
+        return torch.cat([_psi(norms), _psi(dots)], dim=-1)
+
+    @staticmethod
+    def _folded(linear: nn.Linear, norm: nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weight (out, in) and bias (out,) of ``norm(linear(.))`` with the running stats."""
+        scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+        bias = norm.bias - norm.running_mean * scale
+        if linear.bias is not None:
+            bias = bias + linear.bias * scale
+        return linear.weight * scale.unsqueeze(1), bias
+
+    def _forward_inference(
+        self, h: torch.Tensor, x: torch.Tensor, scalars: torch.Tensor, edge_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eval-mode forward: the map of :meth:`_forward_pairs` in fewer passes.
+
+        The pair tensors are flattened to (B N N, H) matrices so that each linear layer and
+        its ReLU are one ``addmm`` (one fused Gemm in ONNX Runtime), and the sums over the
+        neighbours are batched matrix products.
+        """
+        b, n, hidden = h.shape
+        metric = x.new_tensor(_METRIC)
+        dots = (x * metric) @ x.transpose(1, 2)  # (B, N, N)
+        squares = (x * x * metric).sum(-1)  # (B, N)
+        norms = squares.unsqueeze(2) + squares.unsqueeze(1) - 2.0 * dots  # |x_i - x_j|^2
+        invariants = _psi(torch.stack([norms, dots], dim=-1)).reshape(-1, 2)
+        weight, bias = self._folded(self.phi_e[0], self.phi_e[1])
+        w_i, w_j, w_pair = (
+            weight[:, :hidden],
+            weight[:, hidden : 2 * hidden],
+            weight[:, 2 * hidden :],
+        )
+        per_particle = (h @ w_i.t()).unsqueeze(2) + (h @ w_j.t() + bias).unsqueeze(1)
+        pre = torch.addmm(per_particle.reshape(-1, hidden), invariants, w_pair.t())
+        second = self.phi_e[3]
+        m = torch.relu(torch.addmm(second.bias, torch.relu(pre), second.weight.t()))
+        mask = edge_mask.reshape(b, n, n)
+        gate_layer = self.phi_m[0]
+        gate = torch.sigmoid(torch.addmm(gate_layer.bias, m, gate_layer.weight.t()))
+        gate = gate.reshape(b, n, 1, n) * mask.unsqueeze(2)  # (B, N, 1, N)
+        n_neighbours = mask.sum(2, keepdim=True).clamp(min=1.0)  # (B, N, 1)
+        messages = m.reshape(b, n, n, hidden)
+        aggregated = (gate @ messages).squeeze(2) / n_neighbours  # (B, N, H)
+        if self.phi_x is not None:
+            first, last = self.phi_x[0], self.phi_x[2]
+            hidden_x = torch.relu(torch.addmm(first.bias, m, first.weight.t()))
+            weights = (hidden_x @ last.weight.t()).reshape(b, n, n) * mask
+            x = x + self.c_weight * (weights @ x)
+        weight, bias = self._folded(self.phi_h[0], self.phi_h[1])
+        update = torch.relu(torch.cat([h, aggregated, scalars], dim=-1) @ weight.t() + bias)
+        return h + self.phi_h[3](update), x
+
+    def _forward_pairs(
+        self, h: torch.Tensor, x: torch.Tensor, scalars: torch.Tensor, edge_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The block as defined, on the concatenated pair features (training mode)."""
+        n = h.shape[1]
+        invariants = self._invariants(x)  # (B, N, N, 2)
         h_i = h.unsqueeze(2).expand(-1, -1, n, -1)
         h_j = h.unsqueeze(1).expand(-1, n, -1, -1)
-        m = self.phi_e(torch.cat([h_i, h_j, _psi(norms), _psi(dots)], dim=-1))  # (B, N, N, H)
+        m = self.phi_e(torch.cat([h_i, h_j, invariants], dim=-1))  # (B, N, N, H)
         if self.phi_x is not None:
             weights = self.phi_x(m) * edge_mask  # (B, N, N, 1)
             x = x + self.c_weight * (weights * x.unsqueeze(1)).sum(2)
@@ -887,10 +958,11 @@ def export_onnx(model: nn.Module, path: str | Path, n_particles: int) -> None:
     inputs = example_inputs(model, batch=2, n=n_particles)
     batch = torch.export.Dim("batch", min=1, max=1 << 20)
     was_training = model.training
-    torch_logger = logging.getLogger("torch")
-    log_level = torch_logger.level
+    loggers = [logging.getLogger(name) for name in ("torch", "onnxscript")]
+    log_levels = [logger.level for logger in loggers]
     model.eval()
-    torch_logger.setLevel(logging.CRITICAL)
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
@@ -911,5 +983,6 @@ def export_onnx(model: nn.Module, path: str | Path, n_particles: int) -> None:
             f"ONNX export of {type(model).__name__} to {path} failed: {exc}"
         ) from exc
     finally:
-        torch_logger.setLevel(log_level)
+        for logger, level in zip(loggers, log_levels, strict=True):
+            logger.setLevel(level)
         model.train(was_training)
