@@ -22,6 +22,7 @@ from colliderlab.tracking.gnn import (
     evaluate_edges,
     load_checkpoint,
     train,
+    training_memory_estimate,
 )
 from colliderlab.tracking.graph import (
     ModuleMap,
@@ -248,6 +249,61 @@ def test_edge_filter_shape_and_chunked_scores():
         model(x, edge_index[:1], edge_attr)
 
 
+def _saved_bytes(model, x, edge_index, edge_attr) -> tuple[int, dict[str, torch.Tensor]]:
+    """Bytes of the distinct storages autograd keeps for the backward pass of one step, and
+    the gradients of that step."""
+    kept: dict[int, int] = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        kept[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    model.zero_grad()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        logits = model(x, edge_index, edge_attr)
+    logits.square().mean().backward()
+    return sum(kept.values()), {k: p.grad.clone() for k, p in model.named_parameters()}
+
+
+def test_recompute_keeps_the_gradients_and_a_fraction_of_the_tensors():
+    torch.manual_seed(0)
+    n, e = 300, 1000
+    model = InteractionNetwork(node_features=3, edge_features=6, hidden=16, iterations=8)
+    x, edge_index, edge_attr = torch.randn(n, 3), torch.randint(0, n, (2, e)), torch.randn(e, 6)
+    full, grads = _saved_bytes(model, x, edge_index, edge_attr)
+    model.recompute = True
+    less, grads_recomputed = _saved_bytes(model, x, edge_index, edge_attr)
+    # the same gradients, bit for bit (the iterations run again with the same kernels)
+    for k, g in grads.items():
+        assert torch.equal(g, grads_recomputed[k]), k
+    # 8 iterations each keep ~13 (E, hidden) tensors without, 2 with recomputation
+    assert less < 0.4 * full, (less, full)
+    # inference is not affected (nothing is kept)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            model(x, edge_index, edge_attr), model.eval()(x, edge_index, edge_attr)
+        )
+
+
+def test_memory_estimate_matches_the_gpu_training_and_scales():
+    import json
+
+    shipped = json.loads(
+        (Path(__file__).parents[1] / "benchmarks/tracking/gnn_mu200_h100/result.json").read_text()
+    )
+    config = TrainConfig.from_dict(shipped["config"])
+    edges = int(shipped["graph"]["gnn_edges_per_event"])  # mean over its 48 events
+    estimate = training_memory_estimate(edges, config) / 2**30
+    # its measured peak: 39.3 GiB on the H100
+    assert 0.7 * shipped["peak_gpu_memory_gb"] < estimate < 1.3 * shipped["peak_gpu_memory_gb"]
+    assert training_memory_estimate(2 * edges, config) == 2 * training_memory_estimate(
+        edges, config
+    )
+    ratio = training_memory_estimate(edges, config, recompute=True) / (estimate * 2**30)
+    assert 0.4 < ratio < 0.6
+
+
 # ----------------------------------------------------------------------------- training
 class _Killed(Exception):
     """Stands for a training job killed after a checkpoint was written."""
@@ -297,6 +353,38 @@ def test_training_lowers_the_loss_and_resumes_exactly(real_event, tmp_path):
         train([real_event], part, TrainConfig(epochs=5, lr=5e-3, **{**TINY, "hidden": 8}))
 
 
+def test_recompute_trains_the_same_network_and_memory_is_checked_first(
+    real_event, tmp_path, monkeypatch
+):
+    import colliderlab.tracking.gnn as gnn
+
+    config = TrainConfig(epochs=2, lr=5e-3, **TINY)
+    plain = train([real_event], tmp_path / "plain", config)
+    assert plain["recompute"] is False
+    # a machine without the memory a step needs: a warning naming the remedies, before the
+    # first GNN step (a process killed for its memory says nothing)
+    monkeypatch.setattr(gnn, "_available_memory", lambda device: 1000)
+    with pytest.warns(RuntimeWarning, match=r"needs about .* GiB.*--filter-efficiency") as seen:
+        recomputed = train([real_event], tmp_path / "recomputed", config, recompute=True)
+    assert "--recompute:" not in str(seen[0].message)  # already on
+    assert recomputed["recompute"] is True
+    assert [h["train_loss"] for h in recomputed["history"]] == pytest.approx(
+        [h["train_loss"] for h in plain["history"]], abs=1e-6
+    )
+    a, b = load_checkpoint(tmp_path / "plain"), load_checkpoint(tmp_path / "recomputed")
+    for key in a["model"]:
+        torch.testing.assert_close(a["model"][key], b["model"][key], rtol=0, atol=1e-6)
+    with pytest.warns(RuntimeWarning, match=r"--recompute: ~2x less"):
+        train([real_event], tmp_path / "plain2", config)
+    # enough memory: no warning
+    monkeypatch.setattr(gnn, "_available_memory", lambda device: 2**62)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        train([real_event], tmp_path / "plain3", config)
+
+
 def test_edge_filter_keeps_the_configured_efficiency_and_prunes_the_graph(real_event, tmp_path):
     """Filter stage end to end: on its training event the cut keeps >= filter_efficiency of
     the true pT > 1 GeV edges and removes edges; the GNN trains and the finder runs on the
@@ -339,12 +427,13 @@ def test_train_command_sets_the_network_and_filter_options(tmp_path, capsys):
         "--filter-epochs", "1", "--filter-efficiency", "0.9", "--filter-hidden", "8",
         "--filter-layers", "1", "--map-level", "module", "--no-progress",
         "--aggregation", "sum", "--mlp-layers", "1", "--pos-weight", "3", "--loss-pt-min",
-        "0.8", "--lr-decay", "0.7", "--cells", "--device", "cpu",
+        "0.8", "--lr-decay", "0.7", "--cells", "--device", "cpu", "--recompute",
     ]  # fmt: skip
     assert main([*common, *options, "-o", str(out)]) == 0
     result = json.loads((out / "result.json").read_text())
     config = result["config"]
     assert result["device"] == "cpu"
+    assert result["recompute"] is True
     assert (config["aggregation"], config["mlp_layers"], config["cells"]) == ("sum", 1, True)
     assert (config["pos_weight"], config["loss_pt_min"], config["lr_decay"]) == (3.0, 0.8, 0.7)
     assert (config["epochs"], config["hidden"], config["iterations"], config["lr_step"]) == (

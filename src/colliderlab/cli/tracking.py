@@ -118,6 +118,7 @@ def run_train(args) -> int:
         device=args.device,
         workers=args.workers,
         scheduler=args.scheduler,
+        recompute=args.recompute,
     )
     print(json.dumps({"data": str(directory), "output": str(out), **_jsonable(result)}, indent=2))
     return 0
@@ -254,6 +255,12 @@ def add_parsers(dsub, tsub, esub) -> None:
     p.add_argument("--train-seed", type=int, default=1)
     p.add_argument("--threads", type=int, default=2, help="torch threads (2)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (cpu)")
+    p.add_argument(
+        "--recompute",
+        action="store_true",
+        help="recompute each message-passing iteration in the backward pass: ~2x less memory, "
+        "~35%% more time, the same gradients",
+    )
     p.add_argument(
         "--val-events",
         type=int,
