@@ -536,7 +536,8 @@ def _warn_memory(edges: int, config: TrainConfig, recompute: bool, device: torch
         f"needs about {need / 2**30:.1f} GiB, and {free / 2**30:.1f} GiB are free on "
         f"{device.type}: the training will likely run out of memory. Use "
         + "; or ".join(remedies)
-        + ". (The filter stage is checkpointed: rerun in the same directory to resume.)",
+        + ". (The filter stage is checkpointed: with --recompute, rerun in the same directory "
+        "to resume after it; the other changes need a new output directory.)",
         RuntimeWarning,
         stacklevel=3,
     )
