@@ -20,7 +20,7 @@ def main(path: str) -> None:
     from sklearn.metrics import roc_auc_score, roc_curve
 
     from colliderlab.tagging.datasets import load_dataset
-    from colliderlab.tagging.train import _substructure
+    from colliderlab.tagging.train import _substructure, fit_bdt
 
     d = load_dataset(path)
     train, val, test = d["train"], d["val"], d["test"]
@@ -48,22 +48,11 @@ def main(path: str) -> None:
 
         aucs, r3, r5 = [], [], []
         for seed in (1, 2, 3):
-            params = {
-                "objective": "binary:logistic",
-                "eval_metric": "logloss",
-                "max_depth": 4,
-                "eta": 0.1,
-                "subsample": 0.8,
-                "seed": seed,
-                "nthread": 1,
-            }
-            booster = xgb.train(
-                params,
+            booster = fit_bdt(
                 xgb.DMatrix(x(train), label=train.label),
-                num_boost_round=400,
-                evals=[(xgb.DMatrix(x(val), label=val.label), "val")],
-                early_stopping_rounds=30,
-                verbose_eval=False,
+                xgb.DMatrix(x(val), label=val.label),
+                seed,
+                nthread=1,
             )
             s = booster.predict(
                 xgb.DMatrix(x(test)), iteration_range=(0, booster.best_iteration + 1)

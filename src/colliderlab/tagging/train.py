@@ -87,6 +87,34 @@ def cut_score(jets: JetSet, dataset: str) -> np.ndarray:
     return np.where(window, 1.0 - j[ratio], -1.0)
 
 
+def bdt_params(seed: int, nthread: int | None = None) -> dict:
+    """The xgboost parameters of the BDT (``nthread`` None: every core)."""
+    return {
+        "objective": "binary:logistic",
+        "eval_metric": "logloss",
+        "max_depth": 4,
+        "eta": 0.1,
+        "subsample": 0.8,
+        "seed": seed,
+        "nthread": nthread or os.cpu_count() or 1,
+    }
+
+
+def fit_bdt(dtrain, dval, seed: int, nthread: int | None = None):
+    """xgboost boosting rounds (up to 400) early-stopped after 30 rounds without a lower
+    validation log-loss."""
+    import xgboost as xgb
+
+    return xgb.train(
+        bdt_params(seed, nthread),
+        dtrain,
+        num_boost_round=400,
+        evals=[(dval, "val")],
+        early_stopping_rounds=30,
+        verbose_eval=False,
+    )
+
+
 def train_bdt(train: JetSet, val: JetSet, seed: int, out: Path):
     """Gradient-boosted trees (xgboost) on the jet-level observables, early-stopped on the
     validation log-loss; the model is saved as ``OUT/bdt.json``."""
@@ -96,23 +124,7 @@ def train_bdt(train: JetSet, val: JetSet, seed: int, out: Path):
     _, xv = _substructure(val)
     dtrain = xgb.DMatrix(x, label=train.label, feature_names=keys)
     dval = xgb.DMatrix(xv, label=val.label, feature_names=keys)
-    params = {
-        "objective": "binary:logistic",
-        "eval_metric": "logloss",
-        "max_depth": 4,
-        "eta": 0.1,
-        "subsample": 0.8,
-        "seed": seed,
-        "nthread": os.cpu_count() or 1,
-    }
-    booster = xgb.train(
-        params,
-        dtrain,
-        num_boost_round=400,
-        evals=[(dval, "val")],
-        early_stopping_rounds=30,
-        verbose_eval=False,
-    )
+    booster = fit_bdt(dtrain, dval, seed)
     booster.save_model(out / "bdt.json")
     write_json(out / "bdt_features.json", keys)
     return booster
