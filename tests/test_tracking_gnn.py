@@ -374,15 +374,17 @@ def test_recompute_trains_the_same_network_and_memory_is_checked_first(
     a, b = load_checkpoint(tmp_path / "plain"), load_checkpoint(tmp_path / "recomputed")
     for key in a["model"]:
         torch.testing.assert_close(a["model"][key], b["model"][key], rtol=0, atol=1e-6)
+    # without recompute the warning offers it; with enough memory there is none (the check
+    # `train` runs before its first GNN step)
+    cpu = torch.device("cpu")
     with pytest.warns(RuntimeWarning, match=r"--recompute: ~2x less"):
-        train([real_event], tmp_path / "plain2", config)
-    # enough memory: no warning
+        gnn._warn_memory(10**6, config, False, cpu)
     monkeypatch.setattr(gnn, "_available_memory", lambda device: 2**62)
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        train([real_event], tmp_path / "plain3", config)
+        gnn._warn_memory(10**6, config, False, cpu)
 
 
 def test_edge_filter_keeps_the_configured_efficiency_and_prunes_the_graph(real_event, tmp_path):
